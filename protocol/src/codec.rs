@@ -1,0 +1,281 @@
+//! The codec: [`Frame`] <-> bytes. This is the only file that names bincode, so replacing it is
+//! a one-file change. A frame is a little-endian `u32` body length followed by the body, which
+//! is bincode 2 with fixed-width little-endian integers (layout in PROTOCOL.md). Bodies are
+//! limited to [`MAX_FRAME`] bytes on both encode and decode; bincode is configured with the same
+//! limit so no length claimed inside a body can allocate past it.
+
+use std::io::{self, Read, Write};
+
+use bincode::config::{Configuration, Fixint, Limit, LittleEndian};
+
+use crate::error::{Error, Result};
+use crate::message::Frame;
+
+/// The hard upper bound on a frame body, in bytes. A peer may announce a smaller limit.
+pub const MAX_FRAME: usize = 16 << 20;
+
+/// Bytes of the length prefix.
+pub const LEN_PREFIX: usize = 4;
+
+/// The most bytes any frame spends around a payload; a payload of `max_frame - MAX_OVERHEAD`
+/// bytes always fits.
+pub const MAX_OVERHEAD: usize = 64;
+
+type Config = Configuration<LittleEndian, Fixint, Limit<MAX_FRAME>>;
+
+fn config() -> Config {
+    bincode::config::standard()
+        .with_little_endian()
+        .with_fixed_int_encoding()
+        .with_limit::<MAX_FRAME>()
+}
+
+/// Appends `frame` to `out` as a length-prefixed frame. Fails, leaving `out` as it was, if
+/// the body would exceed `max` bytes.
+pub fn encode_frame(frame: &Frame, max: usize, out: &mut Vec<u8>) -> Result<()> {
+    let start = out.len();
+    out.extend_from_slice(&[0; LEN_PREFIX]);
+    if let Err(err) = bincode::serde::encode_into_std_write(frame, out, config()) {
+        out.truncate(start);
+        return Err(Error::Encode(err.to_string()));
+    }
+    let len = out.len() - start - LEN_PREFIX;
+    if len > max.min(MAX_FRAME) {
+        out.truncate(start);
+        return Err(Error::Encode(format!(
+            "{} frame of {len} bytes exceeds the peer's limit of {max} bytes",
+            frame.kind()
+        )));
+    }
+    out[start..start + LEN_PREFIX].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(())
+}
+
+/// Decodes one frame body (without its length prefix). The whole body must be consumed.
+pub fn decode_body(body: &[u8]) -> Result<Frame> {
+    let (frame, used) = bincode::serde::decode_from_slice::<Frame, _>(body, config())
+        .map_err(|err| Error::Decode(err.to_string()))?;
+    match body.len() - used {
+        0 => Ok(frame),
+        extra => Err(Error::TrailingBytes { extra }),
+    }
+}
+
+/// Reads length-prefixed frames from a byte stream, refusing bodies over a limit before
+/// allocating for them.
+#[derive(Debug)]
+pub struct FrameReader<R> {
+    inner: R,
+    max: usize,
+    body: Vec<u8>,
+}
+
+impl<R: Read> FrameReader<R> {
+    /// Reads frames of at most `max` body bytes (capped at [`MAX_FRAME`]).
+    pub fn new(inner: R, max: usize) -> Self {
+        FrameReader {
+            inner,
+            max: max.min(MAX_FRAME),
+            body: Vec::new(),
+        }
+    }
+
+    /// Reads and decodes the next frame. [`Error::Closed`] at a clean end of stream.
+    pub fn read_frame(&mut self) -> Result<Frame> {
+        self.read_body()?;
+        decode_body(&self.body)
+    }
+
+    /// Reads the next frame body into an internal buffer and returns it undecoded.
+    pub fn read_body(&mut self) -> Result<&[u8]> {
+        let mut prefix = [0u8; LEN_PREFIX];
+        match read_full(&mut self.inner, &mut prefix)? {
+            0 => return Err(Error::Closed),
+            LEN_PREFIX => {}
+            got => {
+                return Err(Error::Truncated {
+                    expected: LEN_PREFIX,
+                    got,
+                })
+            }
+        }
+        let len = u32::from_le_bytes(prefix) as usize;
+        if len > self.max {
+            self.body.clear();
+            self.body.extend_from_slice(&prefix);
+            return Err(Error::FrameTooLarge { len, max: self.max });
+        }
+        self.body.clear();
+        self.body.reserve(len);
+        let got = (&mut self.inner)
+            .take(len as u64)
+            .read_to_end(&mut self.body)?;
+        if got < len {
+            return Err(Error::Truncated {
+                expected: LEN_PREFIX + len,
+                got: LEN_PREFIX + got,
+            });
+        }
+        Ok(&self.body)
+    }
+
+    /// The limit in force.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Changes the limit (after the handshake).
+    pub fn set_max(&mut self, max: usize) {
+        self.max = max.min(MAX_FRAME);
+    }
+
+    /// The bytes of the last body read, or the length prefix of a refused frame.
+    pub fn last_bytes(&self) -> &[u8] {
+        &self.body
+    }
+}
+
+/// Writes length-prefixed frames, one `write_all` per frame (or per batch).
+#[derive(Debug)]
+pub struct FrameWriter<W> {
+    inner: W,
+    max: usize,
+    buf: Vec<u8>,
+}
+
+impl<W: Write> FrameWriter<W> {
+    /// Writes frames of at most `max` body bytes (the peer's limit).
+    pub fn new(inner: W, max: usize) -> Self {
+        FrameWriter {
+            inner,
+            max: max.min(MAX_FRAME),
+            buf: Vec::new(),
+        }
+    }
+
+    /// Encodes and writes one frame, then flushes.
+    pub fn write_frame(&mut self, frame: &Frame) -> Result<()> {
+        self.write_frames(std::slice::from_ref(frame))
+    }
+
+    /// Encodes several frames and writes them with a single `write_all`, then flushes. Nothing
+    /// is written if any frame fails to encode.
+    pub fn write_frames(&mut self, frames: &[Frame]) -> Result<()> {
+        self.buf.clear();
+        for frame in frames {
+            encode_frame(frame, self.max, &mut self.buf)?;
+        }
+        self.inner.write_all(&self.buf)?;
+        self.inner.flush()?;
+        if self.buf.capacity() > 4 << 20 {
+            self.buf = Vec::new();
+        }
+        Ok(())
+    }
+
+    /// Changes the limit (after the handshake).
+    pub fn set_max(&mut self, max: usize) {
+        self.max = max.min(MAX_FRAME);
+    }
+
+    /// The limit in force.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// The underlying writer.
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+}
+
+/// Reads until `buf` is full or the stream ends; returns the bytes read.
+fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match reader.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(got)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::*;
+
+    fn sample() -> Frame {
+        Frame::Call {
+            tag: Tag(7),
+            caller: Caller {
+                pid: 1,
+                uid: 2,
+                gid: 3,
+            },
+            call: Call::Write {
+                fd: Fd(4),
+                data: vec![1, 2, 3].into(),
+            },
+        }
+    }
+
+    #[test]
+    fn round_trips_through_a_stream() {
+        let mut bytes = Vec::new();
+        encode_frame(&sample(), MAX_FRAME, &mut bytes).unwrap();
+        encode_frame(&sample(), MAX_FRAME, &mut bytes).unwrap();
+        let mut reader = FrameReader::new(&bytes[..], MAX_FRAME);
+        assert_eq!(reader.read_frame().unwrap(), sample());
+        assert_eq!(reader.read_frame().unwrap(), sample());
+        assert!(matches!(reader.read_frame(), Err(Error::Closed)));
+    }
+
+    #[test]
+    fn payload_is_one_byte_string() {
+        let mut bytes = Vec::new();
+        encode_frame(&sample(), MAX_FRAME, &mut bytes).unwrap();
+        // prefix, frame variant, tag, caller, call variant, fd, length, then the raw bytes.
+        assert_eq!(bytes.len(), 4 + 4 + 8 + 16 + 4 + 8 + 8 + 3);
+        assert_eq!(&bytes[bytes.len() - 3..], &[1, 2, 3]);
+    }
+
+    #[test]
+    fn truncated_and_oversized_frames_are_typed_errors() {
+        let mut bytes = Vec::new();
+        encode_frame(&sample(), MAX_FRAME, &mut bytes).unwrap();
+        for cut in 1..bytes.len() {
+            let mut reader = FrameReader::new(&bytes[..cut], MAX_FRAME);
+            assert!(
+                matches!(reader.read_frame(), Err(Error::Truncated { .. })),
+                "cut {cut}"
+            );
+        }
+        let mut reader = FrameReader::new(&bytes[..], 10);
+        assert!(matches!(
+            reader.read_frame(),
+            Err(Error::FrameTooLarge { len: 51, max: 10 })
+        ));
+    }
+
+    #[test]
+    fn a_huge_length_claim_inside_a_small_frame_is_refused() {
+        let mut bytes = Vec::new();
+        encode_frame(&sample(), MAX_FRAME, &mut bytes).unwrap();
+        let at = bytes.len() - 3 - 8;
+        bytes[at..at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        let mut reader = FrameReader::new(&bytes[..], MAX_FRAME);
+        assert!(matches!(reader.read_frame(), Err(Error::Decode(_))));
+    }
+
+    #[test]
+    fn encoding_past_the_peer_limit_fails_and_writes_nothing() {
+        let mut bytes = vec![9];
+        let err = encode_frame(&sample(), 8, &mut bytes).unwrap_err();
+        assert!(matches!(err, Error::Encode(_)));
+        assert_eq!(bytes, vec![9]);
+    }
+}

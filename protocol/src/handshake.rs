@@ -1,0 +1,93 @@
+//! The handshake: each side first sends a [`Hello`] (magic, version, scheme name, largest frame
+//! it accepts) and checks the other's. Both sides send before reading, so neither waits on
+//! the other. The version is checked before the rest of the hello is decoded, so a peer of
+//! another version gets "version mismatch", not "malformed frame".
+
+use std::io::{Read, Write};
+
+use crate::codec::{decode_body, FrameReader, FrameWriter, MAX_FRAME};
+use crate::error::{Error, Result};
+use crate::message::{Frame, Hello, MAGIC, VERSION};
+
+/// What the peer announced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// The scheme the peer serves or wants ("" = any).
+    pub scheme: String,
+    /// The largest frame body the peer accepts (already capped at [`MAX_FRAME`]).
+    pub max_frame: usize,
+}
+
+/// Our hello for `scheme`, accepting bodies of up to `max_frame` bytes.
+pub fn hello(scheme: &str, max_frame: usize) -> Hello {
+    Hello {
+        magic: MAGIC,
+        version: VERSION,
+        scheme: scheme.to_owned(),
+        max_frame: max_frame.min(MAX_FRAME) as u32,
+    }
+}
+
+/// Sends `ours`, reads the peer's hello and checks it. On success the reader and writer use the
+/// negotiated limits (ours for reading, the peer's for writing).
+pub fn handshake<R: Read, W: Write>(
+    reader: &mut FrameReader<R>,
+    writer: &mut FrameWriter<W>,
+    ours: &Hello,
+) -> Result<Peer> {
+    writer.write_frame(&Frame::Hello(ours.clone()))?;
+    reader.set_max(ours.max_frame as usize);
+    let theirs = read_hello(reader)?;
+    if !ours.scheme.is_empty() && !theirs.scheme.is_empty() && ours.scheme != theirs.scheme {
+        return Err(Error::SchemeMismatch {
+            ours: ours.scheme.clone(),
+            theirs: theirs.scheme,
+        });
+    }
+    let max_frame = (theirs.max_frame as usize).min(MAX_FRAME);
+    writer.set_max(max_frame);
+    Ok(Peer {
+        scheme: theirs.scheme,
+        max_frame,
+    })
+}
+
+/// Reads the first frame and insists that it is a hello of our version.
+pub fn read_hello<R: Read>(reader: &mut FrameReader<R>) -> Result<Hello> {
+    let body = match reader.read_body() {
+        Ok(body) => body,
+        Err(Error::FrameTooLarge { .. }) => {
+            return Err(Error::NotAPeer {
+                first_bytes: reader.last_bytes().to_vec(),
+            })
+        }
+        Err(err) => return Err(err),
+    };
+    check_prefix(body)?;
+    match decode_body(body)? {
+        Frame::Hello(hello) => Ok(hello),
+        other => Err(Error::Unexpected {
+            got: other.kind(),
+            expected: "Hello",
+        }),
+    }
+}
+
+/// Checks variant, magic and version at their fixed offsets (PROTOCOL.md, "Hello").
+fn check_prefix(body: &[u8]) -> Result<()> {
+    const HELLO_VARIANT: [u8; 4] = [0; 4];
+    let not_a_peer = || Error::NotAPeer {
+        first_bytes: body[..body.len().min(16)].to_vec(),
+    };
+    if body.len() < 16 || body[..4] != HELLO_VARIANT || body[4..12] != MAGIC {
+        return Err(not_a_peer());
+    }
+    let theirs = u32::from_le_bytes([body[12], body[13], body[14], body[15]]);
+    if theirs != VERSION {
+        return Err(Error::Version {
+            ours: VERSION,
+            theirs,
+        });
+    }
+    Ok(())
+}
