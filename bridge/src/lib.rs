@@ -1,1 +1,24 @@
-//! bridge
+//! scheme-bridge: runs Redox scheme daemons on Linux.
+//!
+//! - [`SchemeSocket`] (wire -> `Packet`): the daemon side. A daemon written against
+//!   redox_syscall 0.5.18's scheme traits reads `Packet`s from it and writes replies, exactly as
+//!   it would on the Redox kernel's `:name` socket; [`serve`] has the main loops.
+//! - [`Client`]: the caller side. Speaks the wire to a daemon (a spawned child or any pair of
+//!   pipes), many calls outstanding at once.
+
+#![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
+
+pub mod client;
+mod packet;
+pub mod serve;
+mod socket;
+
+pub use client::{CallError, CallResult, Client, Event, PendingCall};
+pub use serve::{serve_block, serve_block_mut, serve_scheme, serve_scheme_mut};
+pub use socket::{EventPoster, Next, SchemeSocket, PACKET_SIZE};

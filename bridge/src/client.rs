@@ -1,0 +1,601 @@
+//! The caller side of the wire: [`Client`] sends scheme calls to a daemon (a spawned child or
+//! any pair of pipes) and matches replies to calls by tag, in any order. Any number of threads
+//! may have calls outstanding; a call that blocks in the daemon delays nobody else. When the
+//! daemon dies or the stream breaks, every outstanding and later call fails with
+//! [`CallError::Disconnected`].
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use log::{debug, error, warn};
+use scheme_protocol::{
+    handshake, hello, Bytes, Call, Caller, Errno, Fd, Frame, FrameReader, FrameWriter, Peer, Reply,
+    Response, Stat, StatVfs, Tag, TimeSpec, MAX_FRAME, MAX_OVERHEAD,
+};
+
+/// Events buffered for [`Client::events`] before new ones are dropped (with a warning).
+const EVENT_BACKLOG: usize = 1 << 16;
+
+/// How long dropping a client waits for a spawned daemon to exit before killing it.
+const EXIT_GRACE: Duration = Duration::from_secs(1);
+
+/// Why a call failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// The daemon answered with this Redox errno.
+    Errno(Errno),
+    /// The daemon is gone or the stream broke; the reason is the first failure seen.
+    Disconnected(Arc<str>),
+    /// The daemon answered with a reply of the wrong shape (a `Stat` to a read, say).
+    Protocol(String),
+}
+
+impl CallError {
+    /// The errno to report to a program: the daemon's, or `EIO` for transport failures.
+    pub fn errno(&self) -> Errno {
+        match self {
+            CallError::Errno(errno) => *errno,
+            CallError::Disconnected(_) | CallError::Protocol(_) => Errno::EIO,
+        }
+    }
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::Errno(errno) => write!(f, "{errno}"),
+            CallError::Disconnected(why) => write!(f, "daemon disconnected: {why}"),
+            CallError::Protocol(what) => write!(f, "protocol error: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for CallError {}
+
+impl From<Errno> for CallError {
+    fn from(errno: Errno) -> Self {
+        CallError::Errno(errno)
+    }
+}
+
+/// Result of a client call.
+pub type CallResult<T> = Result<T, CallError>;
+
+/// An event the daemon posted: handle `fd` has `flags` (`EVENT_READ` 1, `EVENT_WRITE` 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Event {
+    /// The daemon's handle id.
+    pub fd: Fd,
+    /// The posted `EVENT_*` flags.
+    pub flags: u64,
+}
+
+/// Outstanding calls, shared with the reader thread.
+#[derive(Debug, Default)]
+struct Table {
+    waiting: HashMap<Tag, Sender<Response>>,
+    /// Set once the stream is gone; later calls fail with it at once.
+    dead: Option<Arc<str>>,
+}
+
+#[derive(Debug)]
+struct Calls(Mutex<Table>);
+
+impl Calls {
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Marks the stream dead and fails every outstanding call.
+    fn fail_all(&self, why: &str) {
+        let mut table = self.lock();
+        let why: Arc<str> = table.dead.clone().unwrap_or_else(|| why.into());
+        table.dead = Some(why);
+        table.waiting.clear(); // dropping the senders wakes every waiter
+    }
+}
+
+struct Inner {
+    out: Mutex<Option<FrameWriter<Box<dyn Write + Send>>>>,
+    calls: Arc<Calls>,
+    next_tag: AtomicU64,
+    events: Receiver<Event>,
+    peer: Peer,
+    child: Mutex<Option<Child>>,
+    reader: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A connection to one scheme daemon. Cloning is cheap; clones share the connection and may
+/// use another [`Caller`] identity ([`Client::with_caller`]).
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+    caller: Caller,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("scheme", &self.inner.peer.scheme)
+            .field("caller", &self.caller)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A call that has been sent and not yet answered.
+#[derive(Debug)]
+pub struct PendingCall {
+    tag: Tag,
+    reply: Receiver<Response>,
+    client: Client,
+}
+
+impl Client {
+    /// Spawns `command` with piped stdin/stdout (stderr inherited) and handshakes with it,
+    /// expecting it to serve `scheme` ("" accepts any). The daemon is reaped when the last
+    /// clone of the client is dropped.
+    pub fn spawn(mut command: Command, scheme: &str) -> scheme_protocol::Result<Client> {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            unreachable!("both were requested as pipes");
+        };
+        match Self::connect(stdout, stdin, scheme) {
+            Ok(client) => {
+                *client
+                    .inner
+                    .child
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(child);
+                Ok(client)
+            }
+            Err(err) => {
+                reap(child);
+                Err(err)
+            }
+        }
+    }
+
+    /// Handshakes over an existing pair of pipes and starts the reply reader thread.
+    pub fn connect(
+        reader: impl Read + Send + 'static,
+        writer: impl Write + Send + 'static,
+        scheme: &str,
+    ) -> scheme_protocol::Result<Client> {
+        let mut frames_in = FrameReader::new(reader, MAX_FRAME);
+        let mut frames_out: FrameWriter<Box<dyn Write + Send>> =
+            FrameWriter::new(Box::new(writer), MAX_FRAME);
+        let peer = handshake(&mut frames_in, &mut frames_out, &hello(scheme, MAX_FRAME))?;
+        let calls = Arc::new(Calls(Mutex::new(Table::default())));
+        let (event_tx, event_rx) = crossbeam_channel::bounded(EVENT_BACKLOG);
+        let reader_calls = Arc::clone(&calls);
+        let reader = std::thread::Builder::new()
+            .name(format!("{}-wire-replies", peer.scheme))
+            .spawn(move || read_replies(frames_in, &reader_calls, &event_tx))?;
+        let inner = Inner {
+            out: Mutex::new(Some(frames_out)),
+            calls,
+            next_tag: AtomicU64::new(1),
+            events: event_rx,
+            peer,
+            child: Mutex::new(None),
+            reader: Mutex::new(Some(reader)),
+        };
+        Ok(Client {
+            inner: Arc::new(inner),
+            caller: current_caller(),
+        })
+    }
+
+    /// A clone that makes its calls as `caller`.
+    pub fn with_caller(&self, caller: Caller) -> Client {
+        Client {
+            inner: Arc::clone(&self.inner),
+            caller,
+        }
+    }
+
+    /// The identity calls are made with (by default this process's pid, euid and egid).
+    pub fn caller(&self) -> Caller {
+        self.caller
+    }
+
+    /// The scheme the daemon announced.
+    pub fn scheme(&self) -> &str {
+        &self.inner.peer.scheme
+    }
+
+    /// The largest read or write payload one call can carry.
+    pub fn max_payload(&self) -> usize {
+        self.inner.peer.max_frame.saturating_sub(MAX_OVERHEAD)
+    }
+
+    /// Events the daemon posted, in order.
+    pub fn events(&self) -> &Receiver<Event> {
+        &self.inner.events
+    }
+
+    /// The OS process id of the spawned daemon, if this client spawned it.
+    pub fn daemon_pid(&self) -> Option<u32> {
+        self.inner
+            .child
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(Child::id)
+    }
+
+    /// Sends `call` and returns at once; the answer is collected from the [`PendingCall`].
+    pub fn start(&self, call: Call) -> CallResult<PendingCall> {
+        let tag = Tag(self.inner.next_tag.fetch_add(1, Ordering::Relaxed));
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        {
+            let mut table = self.inner.calls.lock();
+            if let Some(why) = &table.dead {
+                return Err(CallError::Disconnected(why.clone()));
+            }
+            table.waiting.insert(tag, tx);
+        }
+        debug!("{} tag={} {call}", self.scheme(), tag.0);
+        self.send(&Frame::Call {
+            tag,
+            caller: self.caller,
+            call,
+        })?;
+        Ok(PendingCall {
+            tag,
+            reply: rx,
+            client: self.clone(),
+        })
+    }
+
+    /// Sends `call` and waits for its answer.
+    pub fn call(&self, call: Call) -> CallResult<Reply> {
+        self.start(call)?.wait()
+    }
+
+    fn send(&self, frame: &Frame) -> CallResult<()> {
+        let mut out = self
+            .inner
+            .out
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(writer) = out.as_mut() else {
+            return Err(CallError::Disconnected("client closed".into()));
+        };
+        match writer.write_frame(frame) {
+            Ok(()) => Ok(()),
+            Err(scheme_protocol::Error::Encode(what)) => {
+                self.forget(frame);
+                Err(CallError::Protocol(what))
+            }
+            Err(err) => {
+                let why = format!("cannot write to the daemon: {err}");
+                error!("{why}");
+                *out = None;
+                drop(out);
+                self.inner.calls.fail_all(&why);
+                Err(CallError::Disconnected(why.into()))
+            }
+        }
+    }
+
+    fn forget(&self, frame: &Frame) {
+        if let Frame::Call { tag, .. } = frame {
+            self.inner.calls.lock().waiting.remove(tag);
+        }
+    }
+
+    /// `open(path, flags)`: flags are Redox `O_*` with the mode in the low 16 bits.
+    pub fn open(&self, path: &str, flags: usize) -> CallResult<Fd> {
+        value(self.call(Call::Open {
+            path: path.into(),
+            flags: flags as u64,
+        })?)
+        .map(Fd)
+    }
+
+    /// `dup(fd, buf)` with a non-empty buffer, e.g. `"listen"`.
+    pub fn dup(&self, fd: Fd, buf: &[u8]) -> CallResult<Fd> {
+        value(self.call(Call::Dup {
+            fd,
+            buf: Bytes::from(buf),
+        })?)
+        .map(Fd)
+    }
+
+    /// `read(fd)` of up to `len` bytes (capped at [`Client::max_payload`]).
+    pub fn read(&self, fd: Fd, len: usize) -> CallResult<Vec<u8>> {
+        data(self.call(Call::Read {
+            fd,
+            len: len.min(self.max_payload()) as u64,
+        })?)
+    }
+
+    /// `write(fd, data)`; writes at most [`Client::max_payload`] bytes, returns the count.
+    pub fn write(&self, fd: Fd, data: &[u8]) -> CallResult<usize> {
+        let data = &data[..data.len().min(self.max_payload())];
+        count(self.call(Call::Write {
+            fd,
+            data: Bytes::from(data),
+        })?)
+    }
+
+    /// `lseek(fd, offset, whence)`; returns the new offset.
+    pub fn seek(&self, fd: Fd, offset: i64, whence: usize) -> CallResult<u64> {
+        value(self.call(Call::Lseek {
+            fd,
+            offset,
+            whence: whence as u64,
+        })?)
+    }
+
+    /// `fcntl(fd, cmd, arg)`.
+    pub fn fcntl(&self, fd: Fd, cmd: usize, arg: usize) -> CallResult<u64> {
+        value(self.call(Call::Fcntl {
+            fd,
+            cmd: cmd as u64,
+            arg: arg as u64,
+        })?)
+    }
+
+    /// `fevent(fd, flags)`: registers interest; returns the flags ready now.
+    pub fn fevent(&self, fd: Fd, flags: u64) -> CallResult<u64> {
+        value(self.call(Call::Fevent { fd, flags })?)
+    }
+
+    /// `fpath(fd)` into a 4096-byte buffer.
+    pub fn fpath(&self, fd: Fd) -> CallResult<Vec<u8>> {
+        data(self.call(Call::Fpath { fd, len: 4096 })?)
+    }
+
+    /// `fstat(fd)`.
+    pub fn fstat(&self, fd: Fd) -> CallResult<Stat> {
+        match self.call(Call::Fstat { fd })? {
+            Reply::Stat(stat) => Ok(stat),
+            other => Err(wrong_shape("fstat", &other)),
+        }
+    }
+
+    /// `fstatvfs(fd)`.
+    pub fn fstatvfs(&self, fd: Fd) -> CallResult<StatVfs> {
+        match self.call(Call::Fstatvfs { fd })? {
+            Reply::StatVfs(stat) => Ok(stat),
+            other => Err(wrong_shape("fstatvfs", &other)),
+        }
+    }
+
+    /// `fsync(fd)`.
+    pub fn fsync(&self, fd: Fd) -> CallResult<()> {
+        value(self.call(Call::Fsync { fd })?).map(drop)
+    }
+
+    /// `ftruncate(fd, len)`.
+    pub fn ftruncate(&self, fd: Fd, len: u64) -> CallResult<()> {
+        value(self.call(Call::Ftruncate { fd, len })?).map(drop)
+    }
+
+    /// `fchmod(fd, mode)`.
+    pub fn fchmod(&self, fd: Fd, mode: u16) -> CallResult<()> {
+        value(self.call(Call::Fchmod { fd, mode })?).map(drop)
+    }
+
+    /// `fchown(fd, uid, gid)`.
+    pub fn fchown(&self, fd: Fd, uid: u32, gid: u32) -> CallResult<()> {
+        value(self.call(Call::Fchown { fd, uid, gid })?).map(drop)
+    }
+
+    /// `futimens(fd, [atime, mtime])`.
+    pub fn futimens(&self, fd: Fd, times: &[TimeSpec]) -> CallResult<()> {
+        value(self.call(Call::Futimens {
+            fd,
+            times: times.to_vec(),
+        })?)
+        .map(drop)
+    }
+
+    /// `flink(fd, path)`: a hard link at the scheme-relative `path`.
+    pub fn flink(&self, fd: Fd, path: &str) -> CallResult<()> {
+        value(self.call(Call::Flink {
+            fd,
+            path: path.into(),
+        })?)
+        .map(drop)
+    }
+
+    /// `frename(fd, path)`.
+    pub fn frename(&self, fd: Fd, path: &str) -> CallResult<()> {
+        value(self.call(Call::Frename {
+            fd,
+            path: path.into(),
+        })?)
+        .map(drop)
+    }
+
+    /// `close(fd)`.
+    pub fn close(&self, fd: Fd) -> CallResult<()> {
+        value(self.call(Call::Close { fd })?).map(drop)
+    }
+
+    /// `unlink(path)`.
+    pub fn unlink(&self, path: &str) -> CallResult<()> {
+        value(self.call(Call::Unlink { path: path.into() })?).map(drop)
+    }
+
+    /// `rmdir(path)`.
+    pub fn rmdir(&self, path: &str) -> CallResult<()> {
+        value(self.call(Call::Rmdir { path: path.into() })?).map(drop)
+    }
+
+    /// `getdents(fd)`: up to `len` bytes of dirent records from cursor `opaque`; empty = end.
+    pub fn getdents(&self, fd: Fd, len: usize, opaque: u64) -> CallResult<Vec<u8>> {
+        let len = len.min(self.max_payload()) as u64;
+        data(self.call(Call::Getdents { fd, len, opaque })?)
+    }
+}
+
+impl PendingCall {
+    /// The tag the call was sent with.
+    pub fn tag(&self) -> Tag {
+        self.tag
+    }
+
+    /// Waits for the answer.
+    pub fn wait(self) -> CallResult<Reply> {
+        let answer = self.reply.recv().map_err(|_| self.client.disconnected());
+        answer?.map_err(CallError::Errno)
+    }
+
+    /// Waits at most `timeout`; gives the call back if it is still unanswered.
+    pub fn wait_timeout(self, timeout: Duration) -> Result<CallResult<Reply>, PendingCall> {
+        match self.reply.recv_timeout(timeout) {
+            Ok(response) => Ok(response.map_err(CallError::Errno)),
+            Err(RecvTimeoutError::Timeout) => Err(self),
+            Err(RecvTimeoutError::Disconnected) => Ok(Err(self.client.disconnected())),
+        }
+    }
+
+    /// Gives up on the call (like a signal interrupting a syscall): the daemon side answers
+    /// `EINTR` at once and discards the daemon's late answer. Returns what the call ended with,
+    /// which is the real answer if it arrived first.
+    pub fn cancel(self) -> CallResult<Reply> {
+        self.client.send(&Frame::Cancel { tag: self.tag })?;
+        self.wait()
+    }
+}
+
+impl Client {
+    fn disconnected(&self) -> CallError {
+        let why = self.inner.calls.lock().dead.clone();
+        CallError::Disconnected(why.unwrap_or_else(|| "daemon disconnected".into()))
+    }
+}
+
+impl Drop for Inner {
+    /// Closes the daemon's stdin (it sees EOF and exits), reaps a spawned daemon (killing it
+    /// after a grace period) and joins the reader thread once the daemon's stdout has closed.
+    fn drop(&mut self) {
+        self.out
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(child) = self
+            .child
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            reap(child);
+        }
+        let reader = self
+            .reader
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(reader) = reader {
+            let deadline = Instant::now() + Duration::from_millis(200);
+            while !reader.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if reader.is_finished() {
+                let _ = reader.join();
+            } else {
+                debug!("reply reader still running (daemon stdout held open elsewhere); detached");
+            }
+        }
+    }
+}
+
+/// Waits up to [`EXIT_GRACE`] for `child` to exit, then kills it; always reaps it.
+fn reap(mut child: Child) {
+    let deadline = Instant::now() + EXIT_GRACE;
+    while Instant::now() < deadline {
+        match child.try_wait() {
+            Ok(Some(_)) => return,
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(_) => break,
+        }
+    }
+    warn!(
+        "daemon {} did not exit after its stdin closed; killing it",
+        child.id()
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The reader thread: answers waiters by tag and forwards events; on any stream failure it
+/// fails every outstanding call.
+fn read_replies<R: Read>(mut frames: FrameReader<R>, calls: &Calls, events: &Sender<Event>) {
+    let why = loop {
+        match frames.read_frame() {
+            Ok(Frame::Reply { tag, response }) => match calls.lock().waiting.remove(&tag) {
+                Some(waiter) => {
+                    let _ = waiter.send(response);
+                }
+                None => warn!("daemon answered unknown tag {}; dropped", tag.0),
+            },
+            Ok(Frame::Event { fd, flags }) => {
+                if events.try_send(Event { fd, flags }).is_err() {
+                    warn!(
+                        "event backlog full; dropped event fd={} flags={flags:#x}",
+                        fd.0
+                    );
+                }
+            }
+            Ok(other) => warn!("daemon sent a {} frame; ignored", other.kind()),
+            Err(scheme_protocol::Error::Closed) => break "daemon closed its end".to_owned(),
+            Err(err) => {
+                error!("daemon sent a bad stream: {err}");
+                break format!("bad stream from daemon: {err}");
+            }
+        }
+    };
+    calls.fail_all(&why);
+}
+
+fn value(reply: Reply) -> CallResult<u64> {
+    match reply {
+        Reply::Value(value) => Ok(value),
+        other => Err(wrong_shape("a value", &other)),
+    }
+}
+
+fn count(reply: Reply) -> CallResult<usize> {
+    value(reply).map(|v| v as usize)
+}
+
+fn data(reply: Reply) -> CallResult<Vec<u8>> {
+    match reply {
+        Reply::Data(bytes) => Ok(bytes.into_vec()),
+        other => Err(wrong_shape("data", &other)),
+    }
+}
+
+fn wrong_shape(expected: &str, got: &Reply) -> CallError {
+    let got = match got {
+        Reply::Value(_) => "a value",
+        Reply::Data(_) => "data",
+        Reply::Stat(_) => "a stat",
+        Reply::StatVfs(_) => "a statvfs",
+    };
+    CallError::Protocol(format!("expected {expected}, daemon answered {got}"))
+}
+
+/// This process as a caller: pid, effective uid and gid.
+fn current_caller() -> Caller {
+    Caller {
+        pid: u64::from(std::process::id()),
+        uid: rustix::process::geteuid().as_raw(),
+        gid: rustix::process::getegid().as_raw(),
+    }
+}

@@ -1,0 +1,135 @@
+//! The daemon main loops, one per redox_syscall 0.5.18 scheme trait, over a [`SchemeSocket`].
+//! `Scheme`/`SchemeMut` answer every packet at once. `SchemeBlock`/`SchemeBlockMut` keep the
+//! requests that return `None` in a todo list, the way ipcd does, and retry them after every
+//! new batch of requests and every posted event, answering each as soon as it completes. When
+//! the caller side closes, parked requests are answered `ENODEV` (as ipcd does on unmount).
+
+use std::io;
+
+use log::debug;
+use syscall::data::Packet;
+use syscall::error::{Error, EINTR, ENODEV};
+use syscall::number::KSMSG_CANCEL;
+use syscall::{Scheme, SchemeBlock, SchemeBlockMut, SchemeMut};
+
+use crate::socket::{Next, SchemeSocket};
+
+/// Packets taken from the socket per batch.
+const BATCH: usize = 64;
+
+/// Serves a `Scheme` until the caller side closes.
+pub fn serve_scheme<S: Scheme>(socket: &mut SchemeSocket, scheme: &S) -> io::Result<()> {
+    serve_at_once(socket, |packet| scheme.handle(packet))
+}
+
+/// Serves a `SchemeMut` until the caller side closes.
+pub fn serve_scheme_mut<S: SchemeMut>(socket: &mut SchemeSocket, scheme: &mut S) -> io::Result<()> {
+    serve_at_once(socket, |packet| scheme.handle(packet))
+}
+
+/// Serves a `SchemeBlock` until the caller side closes, parking requests that return `None`.
+pub fn serve_block<S: SchemeBlock>(socket: &mut SchemeSocket, scheme: &S) -> io::Result<()> {
+    serve_parking(socket, |packet| scheme.handle(packet))
+}
+
+/// Serves a `SchemeBlockMut` until the caller side closes, parking requests that return `None`.
+pub fn serve_block_mut<S: SchemeBlockMut>(
+    socket: &mut SchemeSocket,
+    scheme: &mut S,
+) -> io::Result<()> {
+    serve_parking(socket, |packet| scheme.handle(packet))
+}
+
+fn serve_at_once(socket: &mut SchemeSocket, mut handle: impl FnMut(&mut Packet)) -> io::Result<()> {
+    let mut packets = Vec::with_capacity(BATCH);
+    loop {
+        packets.clear();
+        match socket.next_packets(&mut packets, BATCH)? {
+            Next::Closed => return Ok(()),
+            Next::Woken => continue,
+            Next::Packets => {}
+        }
+        // Nothing is ever parked here, so cancellations have nothing to act on.
+        packets.retain(|packet| !is_cancel(packet));
+        packets.iter_mut().for_each(&mut handle);
+        socket.write_packets(&packets);
+    }
+}
+
+fn serve_parking(
+    socket: &mut SchemeSocket,
+    mut handle: impl FnMut(&Packet) -> Option<usize>,
+) -> io::Result<()> {
+    let mut todo: Vec<Packet> = Vec::new();
+    let mut incoming = Vec::with_capacity(BATCH);
+    loop {
+        incoming.clear();
+        if socket.next_packets(&mut incoming, BATCH)? == Next::Closed {
+            answer_all(socket, &mut todo, ENODEV);
+            return Ok(());
+        }
+        let mut replies = Vec::new();
+        for packet in incoming.drain(..) {
+            if is_cancel(&packet) {
+                cancel(&mut todo, packet.b as u64, &mut replies);
+            } else {
+                todo.push(packet);
+            }
+        }
+        run_until_stuck(&mut todo, &mut handle, &mut replies);
+        socket.write_packets(&replies);
+    }
+}
+
+/// Runs every request in the todo list, oldest first, and keeps going while any completes
+/// (a completed write may unblock a read parked before it).
+fn run_until_stuck(
+    todo: &mut Vec<Packet>,
+    handle: &mut impl FnMut(&Packet) -> Option<usize>,
+    replies: &mut Vec<Packet>,
+) {
+    loop {
+        let before = replies.len();
+        todo.retain(|packet| match handle(packet) {
+            Some(result) => {
+                replies.push(Packet {
+                    a: result,
+                    ..*packet
+                });
+                false
+            }
+            None => true,
+        });
+        if replies.len() == before || todo.is_empty() {
+            return;
+        }
+    }
+}
+
+/// A `KSMSG_CANCEL` for a parked request answers it `EINTR` (the caller already has its
+/// EINTR; this frees the request). A request that already completed is not affected.
+fn cancel(todo: &mut Vec<Packet>, target: u64, replies: &mut Vec<Packet>) {
+    if let Some(at) = todo.iter().position(|packet| packet.id == target) {
+        debug!("cancelled parked packet {target}");
+        let packet = todo.remove(at);
+        replies.push(Packet {
+            a: Error::mux(Err(Error::new(EINTR))),
+            ..packet
+        });
+    }
+}
+
+fn answer_all(socket: &SchemeSocket, todo: &mut Vec<Packet>, errno: i32) {
+    let replies: Vec<Packet> = todo
+        .drain(..)
+        .map(|packet| Packet {
+            a: Error::mux(Err(Error::new(errno))),
+            ..packet
+        })
+        .collect();
+    socket.write_packets(&replies);
+}
+
+fn is_cancel(packet: &Packet) -> bool {
+    packet.id == 0 && packet.a == KSMSG_CANCEL
+}

@@ -1,0 +1,555 @@
+//! wire -> Packet: [`SchemeSocket`], a file that behaves like the Redox kernel's `:name` scheme
+//! socket. Reading it yields whole 56-byte `Packet`s whose `b`/`c`/`d` point at buffers in this
+//! process that stay valid until the reply for that packet id is written; writing it takes
+//! replies (result in `a`, any order) and event posts (`id = 0, a = SYS_FEVENT`). Everything the
+//! daemon writes is checked before it becomes a wire reply.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::mem::size_of;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use log::{debug, error, warn};
+use scheme_protocol::{
+    handshake, hello, Call, Errno, Fd, Frame, FrameReader, FrameWriter, Reply, Response, Tag,
+    MAX_FRAME, MAX_OVERHEAD,
+};
+use syscall::data::Packet;
+
+use crate::packet::{self, Buffers};
+
+/// Bytes in one `Packet`.
+pub const PACKET_SIZE: usize = size_of::<Packet>();
+
+type Writer = FrameWriter<Box<dyn Write + Send>>;
+
+/// What the wire reader thread hands to the daemon side.
+#[derive(Debug)]
+pub(crate) enum Inbound {
+    /// A call to turn into a packet.
+    Call {
+        tag: Tag,
+        caller: scheme_protocol::Caller,
+        call: Call,
+    },
+    /// The caller cancelled the request behind this packet id.
+    Cancel(u64),
+    /// A cancelled open or dup produced this handle; close it in the daemon.
+    CloseOrphan(usize),
+    /// An event was posted: parked requests may now complete.
+    Wake,
+    /// The caller side is gone.
+    Closed,
+}
+
+/// What [`SchemeSocket::next_packets`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// At least one packet was appended.
+    Packets,
+    /// No packet, but an event was posted since the last call.
+    Woken,
+    /// The caller side closed the pipe and every packet has been delivered.
+    Closed,
+}
+
+/// A request the daemon holds: its buffers live here until the daemon replies.
+#[derive(Debug)]
+struct Pending {
+    tag: Tag,
+    call: &'static str,
+    buffers: Buffers,
+    cancelled: bool,
+    /// Sent by the socket itself (closing an orphan); the reply goes nowhere.
+    internal: bool,
+}
+
+/// Where a tag is: still in the channel, or delivered as a packet.
+#[derive(Debug, Clone, Copy)]
+enum TagState {
+    Queued,
+    Delivered(u64),
+}
+
+#[derive(Debug, Default)]
+struct State {
+    next_id: u64,
+    pending: HashMap<u64, Pending>,
+    tags: HashMap<Tag, TagState>,
+    /// Handle ids the daemon has handed out and not closed, with reference counts.
+    handles: HashMap<usize, usize>,
+    broken: bool,
+}
+
+/// State shared by the socket, its event posters and the wire reader thread.
+struct Shared {
+    state: Mutex<State>,
+    /// `None` once the socket is dropped: the caller side then sees end of stream.
+    out: Mutex<Option<Writer>>,
+    wake: Sender<Inbound>,
+    wake_pending: AtomicBool,
+    max_payload: usize,
+}
+
+/// The daemon's end of the bridge: read packets from it, write replies and events to it.
+pub struct SchemeSocket {
+    shared: Arc<Shared>,
+    inbound: Receiver<Inbound>,
+    ready: VecDeque<Packet>,
+    closed: bool,
+    nonblocking: bool,
+}
+
+impl std::fmt::Debug for SchemeSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchemeSocket")
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SchemeSocket {
+    /// The socket for a daemon that speaks the wire on its stdin and stdout, as every daemon
+    /// spawned by the bridge does. This is the one line that differs from Redox, where the
+    /// daemon would `File::create(":name")`. Afterwards fd 1 points at stderr, so a stray
+    /// `println!` cannot corrupt the wire.
+    pub fn stdio(scheme: &str) -> io::Result<SchemeSocket> {
+        let wire_out = File::from(rustix::io::dup(io::stdout())?);
+        rustix::stdio::dup2_stdout(io::stderr())?;
+        let wire_in = File::from(rustix::io::dup(io::stdin())?);
+        Self::new(wire_in, wire_out, scheme).map_err(io::Error::other)
+    }
+
+    /// Handshakes over `reader`/`writer` (the caller side must handshake too) and starts the
+    /// thread that reads calls.
+    pub fn new(
+        reader: impl Read + Send + 'static,
+        writer: impl Write + Send + 'static,
+        scheme: &str,
+    ) -> scheme_protocol::Result<SchemeSocket> {
+        let mut frames_in = FrameReader::new(reader, MAX_FRAME);
+        let mut frames_out: Writer = FrameWriter::new(Box::new(writer), MAX_FRAME);
+        let peer = handshake(&mut frames_in, &mut frames_out, &hello(scheme, MAX_FRAME))?;
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                next_id: 1,
+                ..State::default()
+            }),
+            out: Mutex::new(Some(frames_out)),
+            wake: tx.clone(),
+            wake_pending: AtomicBool::new(false),
+            max_payload: peer.max_frame.saturating_sub(MAX_OVERHEAD),
+        });
+        let reader_shared = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name(format!("{scheme}-wire-in"))
+            .spawn(move || read_calls(frames_in, &reader_shared, &tx))
+            .map_err(scheme_protocol::Error::Io)?;
+        Ok(SchemeSocket {
+            shared,
+            inbound: rx,
+            ready: VecDeque::new(),
+            closed: false,
+            nonblocking: false,
+        })
+    }
+
+    /// A handle for posting events from anywhere (another thread, a timer).
+    pub fn event_poster(&self) -> EventPoster {
+        EventPoster {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Like `O_NONBLOCK` on the Redox socket: `read` fails with `WouldBlock` instead of waiting.
+    pub fn set_nonblocking(&mut self, nonblocking: bool) {
+        self.nonblocking = nonblocking;
+    }
+
+    /// Appends up to `max` packets to `out`, waiting for the first one unless non-blocking.
+    /// Reports [`Next::Woken`] when an event was posted and no packet is ready, so loops that
+    /// park requests can retry them.
+    pub fn next_packets(&mut self, out: &mut Vec<Packet>, max: usize) -> io::Result<Next> {
+        let start = out.len();
+        while out.len() - start < max {
+            if let Some(packet) = self.ready.pop_front() {
+                out.push(packet);
+                continue;
+            }
+            let item = if out.len() > start || self.nonblocking {
+                match self.inbound.try_recv() {
+                    Ok(item) => item,
+                    Err(TryRecvError::Empty) if out.len() > start => break,
+                    Err(TryRecvError::Empty) => return Err(io::ErrorKind::WouldBlock.into()),
+                    Err(TryRecvError::Disconnected) => Inbound::Closed,
+                }
+            } else if self.closed {
+                return Ok(Next::Closed);
+            } else {
+                self.inbound.recv().unwrap_or(Inbound::Closed)
+            };
+            match item {
+                Inbound::Wake => {
+                    self.shared.wake_pending.store(false, Ordering::SeqCst);
+                    if out.len() == start {
+                        return Ok(Next::Woken);
+                    }
+                }
+                Inbound::Closed => {
+                    self.closed = true;
+                    if out.len() == start {
+                        return Ok(Next::Closed);
+                    }
+                    break;
+                }
+                other => out.extend(self.shared.to_packet(other)),
+            }
+        }
+        Ok(Next::Packets)
+    }
+
+    /// Takes one reply or event post written by the daemon.
+    pub fn write_packet(&self, packet: &Packet) {
+        self.shared.accept(packet);
+    }
+
+    /// Takes several replies at once and sends them in one write.
+    pub fn write_packets(&self, packets: &[Packet]) {
+        let frames: Vec<Frame> = packets
+            .iter()
+            .filter_map(|p| self.shared.answer(p))
+            .collect();
+        self.shared.send(&frames);
+    }
+}
+
+impl Read for SchemeSocket {
+    /// Reads as many whole packets as fit (at least one 56-byte slot is required); 0 = the
+    /// caller side closed the pipe (on Redox: the scheme is being unmounted).
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let slots = buf.len() / PACKET_SIZE;
+        if slots == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "buffer under 56 bytes",
+            ));
+        }
+        let mut packets = Vec::with_capacity(slots);
+        loop {
+            match self.next_packets(&mut packets, slots)? {
+                Next::Packets => break,
+                Next::Woken => continue,
+                Next::Closed => return Ok(0),
+            }
+        }
+        for (slot, packet) in buf.chunks_exact_mut(PACKET_SIZE).zip(&packets) {
+            slot.copy_from_slice(packet);
+        }
+        Ok(packets.len() * PACKET_SIZE)
+    }
+}
+
+impl Write for SchemeSocket {
+    /// Takes whole packets: replies and `SYS_FEVENT` posts. A trailing partial packet is left.
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.len() < PACKET_SIZE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "buffer under 56 bytes",
+            ));
+        }
+        let packets: Vec<Packet> = buf
+            .chunks_exact(PACKET_SIZE)
+            .map(packet_from_bytes)
+            .collect();
+        self.write_packets(&packets);
+        Ok(packets.len() * PACKET_SIZE)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for SchemeSocket {
+    /// Closes the wire towards the caller side, which then fails whatever is outstanding,
+    /// as it would if the daemon process exited.
+    fn drop(&mut self) {
+        self.shared
+            .out
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+    }
+}
+
+fn packet_from_bytes(bytes: &[u8]) -> Packet {
+    let mut packet = Packet::default();
+    packet.copy_from_slice(bytes);
+    packet
+}
+
+/// Posts events for handles, from any thread. Cheap to clone.
+#[derive(Clone)]
+pub struct EventPoster {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for EventPoster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EventPoster")
+    }
+}
+
+impl EventPoster {
+    /// Tells the caller side that handle `id` has `flags` (`EVENT_READ`, `EVENT_WRITE`), exactly
+    /// like writing `Packet { id: 0, a: SYS_FEVENT, b: id, c: flags }` to the socket.
+    pub fn post(&self, id: usize, flags: syscall::EventFlags) {
+        if let Some(frame) = self.shared.event(id, flags.bits()) {
+            self.shared.send(&[frame]);
+        }
+    }
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends frames to the caller side; a dead pipe is logged once, the daemon carries on
+    /// until its next read reports the close.
+    fn send(&self, frames: &[Frame]) {
+        if frames.is_empty() {
+            return;
+        }
+        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(writer) = out.as_mut() else { return };
+        if let Err(err) = writer.write_frames(frames) {
+            drop(out);
+            let mut state = self.state();
+            if !state.broken {
+                state.broken = true;
+                error!("cannot write to the caller side: {err}");
+            }
+        }
+    }
+
+    fn wake(&self) {
+        if !self.wake_pending.swap(true, Ordering::SeqCst) {
+            let _ = self.wake.send(Inbound::Wake);
+        }
+    }
+
+    /// Turns one inbound item into the packet the daemon reads, registering its buffers.
+    fn to_packet(&self, item: Inbound) -> Option<Packet> {
+        let mut state = self.state();
+        let id = state.next_id;
+        let (packet, pending) = match item {
+            Inbound::Call { tag, caller, call } => {
+                if !matches!(state.tags.get(&tag), Some(TagState::Queued)) {
+                    return None; // cancelled before the daemon saw it
+                }
+                state.tags.insert(tag, TagState::Delivered(id));
+                let name = call.name();
+                let (packet, buffers) = packet::from_call(id, caller, call, self.max_payload);
+                let pending = Pending {
+                    tag,
+                    call: name,
+                    buffers,
+                    cancelled: false,
+                    internal: false,
+                };
+                (packet, pending)
+            }
+            Inbound::CloseOrphan(fd) => {
+                let packet = packet::close(id, fd);
+                let pending = Pending {
+                    tag: Tag(0),
+                    call: "close",
+                    buffers: Buffers::None,
+                    cancelled: false,
+                    internal: true,
+                };
+                (packet, pending)
+            }
+            Inbound::Cancel(target) => {
+                let still_held = state.pending.get(&target).is_some_and(|p| !p.internal);
+                return still_held.then(|| packet::cancel(target));
+            }
+            Inbound::Wake | Inbound::Closed => return None,
+        };
+        state.next_id += 1;
+        state.pending.insert(id, pending);
+        Some(packet)
+    }
+
+    fn accept(&self, packet: &Packet) {
+        if let Some(frame) = self.answer(packet) {
+            self.send(&[frame]);
+        }
+    }
+
+    /// Checks one packet written by the daemon and returns the frame it becomes, if any.
+    fn answer(&self, packet: &Packet) -> Option<Frame> {
+        if packet.id == 0 {
+            if packet.a == syscall::number::SYS_FEVENT {
+                return self.event(packet.b, packet.c);
+            }
+            debug!(
+                "ignoring id-0 packet with a={:#x} (answer to a kernel message)",
+                packet.a
+            );
+            return None;
+        }
+        let mut state = self.state();
+        let Some(pending) = state.pending.remove(&packet.id) else {
+            warn!(
+                "daemon replied to unknown packet id {} (a={:#x}); dropped",
+                packet.id, packet.a
+            );
+            return None;
+        };
+        let response = match packet::response(pending.call, packet, pending.buffers) {
+            // The kernel's rule: EINTR is only an answer to a cancel.
+            Err(Errno::EINTR) if !pending.cancelled && !pending.internal => {
+                warn!(
+                    "{}: daemon answered EINTR without a cancel; EIO",
+                    pending.call
+                );
+                Err(Errno::EIO)
+            }
+            response => response,
+        };
+        self.track_handles(&mut state, pending.call, packet.b, &response);
+        if pending.internal {
+            return None;
+        }
+        state.tags.remove(&pending.tag);
+        if pending.cancelled {
+            if let (true, Ok(Reply::Value(fd))) = (packet::creates_handle(pending.call), &response)
+            {
+                debug!(
+                    "closing handle {fd} opened by cancelled tag {}",
+                    pending.tag.0
+                );
+                let _ = self.wake.send(Inbound::CloseOrphan(*fd as usize));
+            }
+            return None;
+        }
+        Some(Frame::Reply {
+            tag: pending.tag,
+            response,
+        })
+    }
+
+    /// Keeps the set of live handle ids, so events for unknown handles can be refused.
+    fn track_handles(&self, state: &mut State, call: &str, fd: usize, response: &Response) {
+        match (call, response) {
+            ("open" | "dup", Ok(Reply::Value(id))) => {
+                *state.handles.entry(*id as usize).or_default() += 1;
+            }
+            ("close", Ok(_)) => {
+                if let Some(count) = state.handles.get_mut(&fd) {
+                    *count -= 1;
+                    if *count == 0 {
+                        state.handles.remove(&fd);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The frame for an event post, or `None` (logged) if the handle is unknown.
+    fn event(&self, id: usize, flags: usize) -> Option<Frame> {
+        let known = self.state().handles.contains_key(&id);
+        self.wake();
+        if !known {
+            warn!("daemon posted an event for unknown handle {id}; dropped");
+            return None;
+        }
+        Some(Frame::Event {
+            fd: Fd(id as u64),
+            flags: flags as u64,
+        })
+    }
+
+    /// The caller gave up on `tag`: answer EINTR now and keep the buffers until the daemon
+    /// replies. Returns the packet id to tell the daemon about, if it already has the packet.
+    fn cancel(&self, tag: Tag) -> Option<u64> {
+        let mut state = self.state();
+        let delivered = match state.tags.get(&tag).copied() {
+            None => return None, // already answered
+            Some(TagState::Queued) => {
+                state.tags.remove(&tag);
+                None
+            }
+            Some(TagState::Delivered(id)) => {
+                state.tags.remove(&tag);
+                if let Some(pending) = state.pending.get_mut(&id) {
+                    pending.cancelled = true;
+                }
+                Some(id)
+            }
+        };
+        drop(state);
+        self.send(&[Frame::Reply {
+            tag,
+            response: Err(Errno::EINTR),
+        }]);
+        delivered
+    }
+
+    /// Registers a call's tag as queued; refuses a tag that is still outstanding.
+    fn queue_tag(&self, tag: Tag) -> bool {
+        let mut state = self.state();
+        if state.tags.contains_key(&tag) {
+            return false;
+        }
+        state.tags.insert(tag, TagState::Queued);
+        true
+    }
+}
+
+/// The wire reader thread: calls go to the daemon, cancels are answered here at once.
+fn read_calls<R: Read>(mut frames: FrameReader<R>, shared: &Shared, tx: &Sender<Inbound>) {
+    loop {
+        let frame = match frames.read_frame() {
+            Ok(frame) => frame,
+            Err(scheme_protocol::Error::Closed) => break,
+            Err(err) => {
+                error!("caller side sent a bad stream, closing: {err}");
+                break;
+            }
+        };
+        let item = match frame {
+            Frame::Call { tag, caller, call } => {
+                if !shared.queue_tag(tag) {
+                    warn!("caller reused outstanding tag {}; answered EINVAL", tag.0);
+                    shared.send(&[Frame::Reply {
+                        tag,
+                        response: Err(Errno::EINVAL),
+                    }]);
+                    continue;
+                }
+                Inbound::Call { tag, caller, call }
+            }
+            Frame::Cancel { tag } => match shared.cancel(tag) {
+                Some(id) => Inbound::Cancel(id),
+                None => continue,
+            },
+            other => {
+                warn!("caller side sent a {} frame; ignored", other.kind());
+                continue;
+            }
+        };
+        if tx.send(item).is_err() {
+            return; // the socket is gone
+        }
+    }
+    let _ = tx.send(Inbound::Closed);
+}

@@ -1,0 +1,387 @@
+//! The daemon side (wire -> Packet) and the client, connected by real OS pipes inside one
+//! process: a raw Redox-style todo loop and the `serve` loops run a small blocking scheme
+//! unchanged; cancels, dying peers and a hostile daemon are checked here. Tests with real
+//! daemon processes live in `daemons/tests/`.
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use scheme_bridge::{serve_block_mut, CallError, Client, SchemeSocket};
+use scheme_protocol::{Call, Errno, Fd, Reply};
+use syscall::data::{Packet, Stat};
+use syscall::error::{Error, Result, EBADF, ENOSYS};
+use syscall::flag::{EventFlags, MODE_FILE};
+use syscall::number::{KSMSG_CANCEL, SYS_FEVENT};
+use syscall::SchemeBlockMut;
+
+/// A one-buffer mailbox: writes append, reads drain or block while it is empty. Opening
+/// "gate" blocks until something was written. Records every close.
+#[derive(Default)]
+struct Mailbox {
+    next_id: usize,
+    open: HashSet<usize>,
+    buffer: Vec<u8>,
+    closed: Arc<Mutex<Vec<usize>>>,
+}
+
+impl SchemeBlockMut for Mailbox {
+    fn open(&mut self, path: &str, _flags: usize, _uid: u32, _gid: u32) -> Result<Option<usize>> {
+        if path == "gate" && self.buffer.is_empty() {
+            return Ok(None);
+        }
+        self.next_id += 1;
+        self.open.insert(self.next_id);
+        Ok(Some(self.next_id))
+    }
+
+    fn read(&mut self, id: usize, buf: &mut [u8]) -> Result<Option<usize>> {
+        self.check(id)?;
+        if self.buffer.is_empty() {
+            return Ok(None);
+        }
+        let n = buf.len().min(self.buffer.len());
+        buf[..n].copy_from_slice(&self.buffer[..n]);
+        self.buffer.drain(..n);
+        Ok(Some(n))
+    }
+
+    fn write(&mut self, id: usize, buf: &[u8]) -> Result<Option<usize>> {
+        self.check(id)?;
+        self.buffer.extend_from_slice(buf);
+        Ok(Some(buf.len()))
+    }
+
+    fn fstat(&mut self, id: usize, stat: &mut Stat) -> Result<Option<usize>> {
+        self.check(id)?;
+        *stat = Stat {
+            st_mode: MODE_FILE | 0o644,
+            st_size: self.buffer.len() as u64,
+            ..Stat::default()
+        };
+        Ok(Some(0))
+    }
+
+    fn fpath(&mut self, id: usize, buf: &mut [u8]) -> Result<Option<usize>> {
+        self.check(id)?;
+        let path = b"mailbox:";
+        let n = buf.len().min(path.len());
+        buf[..n].copy_from_slice(&path[..n]);
+        Ok(Some(n))
+    }
+
+    fn close(&mut self, id: usize) -> Result<Option<usize>> {
+        self.check(id)?;
+        self.open.remove(&id);
+        self.closed.lock().unwrap().push(id);
+        Ok(Some(0))
+    }
+}
+
+impl Mailbox {
+    fn check(&self, id: usize) -> Result<()> {
+        self.open
+            .contains(&id)
+            .then_some(())
+            .ok_or(Error::new(EBADF))
+    }
+}
+
+/// A socket and a client joined by two OS pipes, handshaken.
+fn connected() -> (SchemeSocket, Client) {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let (to_daemon_r, to_daemon_w) = std::io::pipe().unwrap();
+    let (to_client_r, to_client_w) = std::io::pipe().unwrap();
+    let daemon = thread::spawn(move || SchemeSocket::new(to_daemon_r, to_client_w, "mailbox"));
+    let client = Client::connect(to_client_r, to_daemon_w, "mailbox").unwrap();
+    (daemon.join().unwrap().unwrap(), client)
+}
+
+/// A Redox daemon's own main loop, as ipcd wrote it: read packets one at a time, keep the
+/// blocked ones in a todo list, retry everything after each new packet, write replies.
+fn raw_todo_loop(mut socket: SchemeSocket, mut scheme: Mailbox) {
+    let mut todo: Vec<Packet> = Vec::new();
+    loop {
+        let mut packet = Packet::default();
+        if socket.read(&mut packet).unwrap() == 0 {
+            break;
+        }
+        todo.insert(0, packet);
+        let mut i = 0;
+        while i < todo.len() {
+            if let Some(a) = scheme.handle(&todo[i]) {
+                let mut packet = todo.remove(i);
+                packet.a = a;
+                socket.write_all(&packet).unwrap();
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
+fn spawn_raw(scheme: Mailbox) -> (Client, thread::JoinHandle<()>) {
+    let (socket, client) = connected();
+    (client, thread::spawn(move || raw_todo_loop(socket, scheme)))
+}
+
+fn spawn_served(mut scheme: Mailbox) -> (Client, thread::JoinHandle<()>) {
+    let (mut socket, client) = connected();
+    let daemon = thread::spawn(move || serve_block_mut(&mut socket, &mut scheme).unwrap());
+    (client, daemon)
+}
+
+#[test]
+fn raw_redox_loop_parks_a_read_while_other_calls_complete() {
+    let (client, daemon) = spawn_raw(Mailbox::default());
+    let reader = client.open("r", 0).unwrap();
+    let writer = client.open("w", 0).unwrap();
+    let parked = client
+        .start(Call::Read {
+            fd: reader,
+            len: 64,
+        })
+        .unwrap();
+    for _ in 0..1000 {
+        assert_eq!(client.fstat(writer).unwrap().st_size, 0);
+    }
+    let parked = parked
+        .wait_timeout(Duration::from_millis(50))
+        .expect_err("read must stay parked");
+    assert_eq!(client.write(writer, b"hello").unwrap(), 5);
+    let reply = parked
+        .wait_timeout(Duration::from_secs(5))
+        .expect("write completes the read");
+    assert_eq!(reply.unwrap(), Reply::Data(b"hello".as_slice().into()));
+    assert_eq!(client.fpath(writer).unwrap(), b"mailbox:");
+    drop(client);
+    daemon.join().unwrap();
+}
+
+#[test]
+fn serve_loop_answers_parked_requests_in_any_order() {
+    let (client, daemon) = spawn_served(Mailbox::default());
+    let fd = client.open("x", 0).unwrap();
+    let reads: Vec<_> = (0..3)
+        .map(|_| client.start(Call::Read { fd, len: 1 }).unwrap())
+        .collect();
+    assert_eq!(client.write(fd, b"abc").unwrap(), 3);
+    let mut got: Vec<u8> = reads
+        .into_iter()
+        .flat_map(|r| match r.wait().unwrap() {
+            Reply::Data(bytes) => bytes.into_vec(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, b"abc");
+    drop(client);
+    daemon.join().unwrap();
+}
+
+#[test]
+fn cancel_answers_eintr_at_once_and_the_parked_read_consumes_nothing() {
+    let (client, daemon) = spawn_served(Mailbox::default());
+    let fd = client.open("x", 0).unwrap();
+    let parked = client.start(Call::Read { fd, len: 16 }).unwrap();
+    let started = Instant::now();
+    assert_eq!(parked.cancel(), Err(CallError::Errno(Errno::EINTR)));
+    assert!(started.elapsed() < Duration::from_secs(1));
+    client.write(fd, b"kept").unwrap();
+    assert_eq!(client.read(fd, 16).unwrap(), b"kept");
+    drop(client);
+    daemon.join().unwrap();
+}
+
+#[test]
+fn a_cancelled_open_that_completes_later_is_closed_in_the_daemon() {
+    let closed = Arc::new(Mutex::new(Vec::new()));
+    let scheme = Mailbox {
+        closed: Arc::clone(&closed),
+        ..Mailbox::default()
+    };
+    // The raw loop knows nothing of KSMSG_CANCEL, so the parked open completes later.
+    let (client, daemon) = spawn_raw(scheme);
+    let gate = client
+        .start(Call::Open {
+            path: "gate".into(),
+            flags: 0,
+        })
+        .unwrap();
+    // Calls reach the daemon in order: once "w" is open, the daemon holds the gate open.
+    let fd = client.open("w", 0).unwrap();
+    assert_eq!(gate.cancel(), Err(CallError::Errno(Errno::EINTR)));
+    client.write(fd, b"open the gate").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while closed.lock().unwrap().is_empty() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(5));
+    }
+    // "w" got id 1; the gate, opened after the write, got id 2.
+    assert_eq!(*closed.lock().unwrap(), vec![2]);
+    assert_eq!(
+        client.fstat(fd).unwrap().st_size,
+        13,
+        "the orphan close did not touch w"
+    );
+    drop(client);
+    daemon.join().unwrap();
+}
+
+#[test]
+fn closing_the_caller_side_ends_the_loop_and_answers_parked_requests() {
+    let (client, daemon) = spawn_served(Mailbox::default());
+    let fd = client.open("x", 0).unwrap();
+    let parked = client.start(Call::Read { fd, len: 1 }).unwrap();
+    drop(parked);
+    drop(client);
+    daemon.join().unwrap(); // returns: EOF reached the loop
+}
+
+#[test]
+fn a_daemon_that_goes_away_fails_every_outstanding_call() {
+    let (mut socket, client) = connected();
+    let daemon = thread::spawn(move || {
+        let mut packets = Vec::new();
+        socket.next_packets(&mut packets, 8).unwrap();
+        drop(socket); // takes the packet and dies without answering
+    });
+    let started = Instant::now();
+    let err = client.open("x", 0).unwrap_err();
+    assert!(matches!(err, CallError::Disconnected(_)), "{err:?}");
+    assert_eq!(err.errno(), Errno::EIO);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(matches!(
+        client.open("y", 0),
+        Err(CallError::Disconnected(_))
+    ));
+    daemon.join().unwrap();
+}
+
+/// A hand-driven daemon: the test reads packets and writes whatever it likes back.
+struct Hostile {
+    socket: SchemeSocket,
+}
+
+impl Hostile {
+    fn next(&mut self) -> Packet {
+        let mut packet = Packet::default();
+        assert_eq!(self.socket.read(&mut packet).unwrap(), 56);
+        packet
+    }
+
+    fn reply(&mut self, packet: Packet, a: usize) {
+        self.socket.write_all(&Packet { a, ..packet }).unwrap();
+    }
+}
+
+#[test]
+fn a_hostile_daemon_gets_eio_for_the_affected_call_only() {
+    let (socket, client) = connected();
+    let mut daemon = Hostile { socket };
+    let c = client.clone();
+    let opener = thread::spawn(move || c.open("x", 0));
+    let open = daemon.next();
+    daemon.reply(open, 7);
+    let fd = opener.join().unwrap().unwrap();
+    assert_eq!(fd, Fd(7));
+
+    // A read answered with more bytes than the buffer holds.
+    let c = client.clone();
+    let reader = thread::spawn(move || c.read(fd, 4));
+    let read = daemon.next();
+    assert_eq!((read.b, read.d), (7, 4));
+    daemon.reply(read, 5);
+    assert_eq!(reader.join().unwrap(), Err(CallError::Errno(Errno::EIO)));
+    // A second reply for the same id, and a reply for an id never sent: dropped.
+    daemon.reply(read, 0);
+    daemon.reply(Packet { id: 999, ..read }, 0);
+    // A write that claims more than it was given.
+    let c = client.clone();
+    let writer = thread::spawn(move || c.write(fd, b"ab"));
+    let write = daemon.next();
+    daemon.reply(write, 3);
+    assert_eq!(writer.join().unwrap(), Err(CallError::Errno(Errno::EIO)));
+    // EINTR without a cancel, and a forwarded fd: neither can reach a Linux caller as such.
+    let c = client.clone();
+    let syncer = thread::spawn(move || (c.fsync(fd), c.fsync(fd)));
+    let first = daemon.next();
+    daemon.reply(first, Error::mux(Err(Error::new(syscall::error::EINTR))));
+    let second = daemon.next();
+    daemon.reply(second, Error::mux(Err(Error::new(syscall::error::ESKMSG))));
+    let (a, b) = syncer.join().unwrap();
+    assert_eq!(a, Err(CallError::Errno(Errno::EIO)));
+    assert_eq!(b, Err(CallError::Errno(Errno::EOPNOTSUPP)));
+    // Events: one for an unknown handle is dropped, one for the open handle arrives.
+    let event = |b| Packet {
+        id: 0,
+        a: SYS_FEVENT,
+        b,
+        c: EventFlags::EVENT_READ.bits(),
+        ..Packet::default()
+    };
+    daemon.socket.write_all(&event(77)).unwrap();
+    daemon.socket.write_all(&event(7)).unwrap();
+    let got = client
+        .events()
+        .recv_timeout(Duration::from_secs(5))
+        .unwrap();
+    assert_eq!((got.fd, got.flags), (Fd(7), 1));
+    assert!(client.events().try_recv().is_err());
+    // The stream is still sound: an ordinary call works.
+    let c = client.clone();
+    let closer = thread::spawn(move || c.close(fd));
+    let close = daemon.next();
+    daemon.reply(close, 0);
+    assert_eq!(closer.join().unwrap(), Ok(()));
+}
+
+#[test]
+fn the_cancel_packet_reaches_the_daemon_and_unknown_answers_to_it_are_ignored() {
+    let (socket, client) = connected();
+    let mut daemon = Hostile { socket };
+    let c = client.clone();
+    let opener = thread::spawn(move || c.open("x", 0));
+    let open = daemon.next();
+    daemon.reply(open, 1);
+    let fd = opener.join().unwrap().unwrap();
+    let parked = client.start(Call::Read { fd, len: 1 }).unwrap();
+    let read = daemon.next();
+    assert_eq!(parked.cancel(), Err(CallError::Errno(Errno::EINTR)));
+    let cancel = daemon.next();
+    assert_eq!(
+        (cancel.id, cancel.a, cancel.b as u64),
+        (0, KSMSG_CANCEL, read.id)
+    );
+    // A 2019-era daemon answers the unknown message with ENOSYS under id 0: ignored.
+    daemon.reply(cancel, Error::mux(Err(Error::new(ENOSYS))));
+    // The late reply to the cancelled read is discarded.
+    daemon.reply(read, 0);
+    let c = client.clone();
+    let syncer = thread::spawn(move || c.fsync(fd));
+    let sync = daemon.next();
+    daemon.reply(sync, 0);
+    assert_eq!(syncer.join().unwrap(), Ok(()));
+}
+
+#[test]
+fn reads_larger_than_a_frame_are_capped_not_refused() {
+    let (client, daemon) = spawn_served(Mailbox::default());
+    let fd = client.open("x", 0).unwrap();
+    let big = vec![7u8; client.max_payload()];
+    assert_eq!(client.write(fd, &big).unwrap(), big.len());
+    let got = client.call(Call::Read { fd, len: u64::MAX }).unwrap();
+    assert_eq!(got, Reply::Data(big.into()));
+    drop(client);
+    daemon.join().unwrap();
+}
+
+#[test]
+fn nonblocking_socket_reports_would_block() {
+    let (mut socket, _client) = connected();
+    socket.set_nonblocking(true);
+    let mut buf = [0u8; 56];
+    let err = socket.read(&mut buf).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock);
+}
