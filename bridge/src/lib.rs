@@ -15,10 +15,12 @@
 )]
 
 pub mod client;
+mod locate;
 mod packet;
 pub mod serve;
 mod socket;
 
 pub use client::{CallError, CallResult, Client, Event, PendingCall};
+pub use locate::find_daemon;
 pub use serve::{serve_block, serve_block_mut, serve_scheme, serve_scheme_mut};
 pub use socket::{EventPoster, Next, SchemeSocket, PACKET_SIZE};
