@@ -91,3 +91,87 @@ fn check_prefix(body: &[u8]) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::encode_frame;
+
+    /// Runs our side of the handshake against the bytes a peer would send.
+    fn against(peer_sends: &[u8], ours: &Hello) -> Result<Peer> {
+        let mut reader = FrameReader::new(peer_sends, MAX_FRAME);
+        let mut writer = FrameWriter::new(Vec::new(), MAX_FRAME);
+        handshake(&mut reader, &mut writer, ours)
+    }
+
+    fn bytes_of(hello: Hello) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        encode_frame(&Frame::Hello(hello), MAX_FRAME, &mut bytes).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn agrees_on_the_smaller_frame_limit_and_learns_the_scheme() {
+        let peer = against(&bytes_of(hello("chan", 4096)), &hello("", MAX_FRAME)).unwrap();
+        assert_eq!(
+            peer,
+            Peer {
+                scheme: "chan".into(),
+                max_frame: 4096
+            }
+        );
+    }
+
+    #[test]
+    fn another_version_is_refused_with_both_versions_named() {
+        // A future hello may have other fields after the version; only the prefix is read.
+        let mut future = bytes_of(Hello {
+            version: 2,
+            ..hello("chan", 4096)
+        });
+        future.extend_from_slice(&[0xee; 9]);
+        let len = (future.len() - 4) as u32;
+        future[..4].copy_from_slice(&len.to_le_bytes());
+        let err = against(&future, &hello("chan", MAX_FRAME)).unwrap_err();
+        assert!(
+            matches!(err, Error::Version { ours: 1, theirs: 2 }),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "protocol version mismatch: we speak version 1, the peer speaks version 2"
+        );
+    }
+
+    #[test]
+    fn text_on_the_pipe_is_not_a_peer() {
+        let err = against(b"hello from a shell script\n", &hello("", MAX_FRAME)).unwrap_err();
+        assert!(matches!(err, Error::NotAPeer { .. }), "{err:?}");
+        assert!(err.to_string().contains("hell"), "{err}");
+    }
+
+    #[test]
+    fn a_peer_serving_another_scheme_is_refused() {
+        let err = against(&bytes_of(hello("time", 4096)), &hello("chan", MAX_FRAME)).unwrap_err();
+        assert!(matches!(err, Error::SchemeMismatch { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_silent_peer_is_a_closed_stream_not_a_hang() {
+        assert!(matches!(
+            against(b"", &hello("", MAX_FRAME)),
+            Err(Error::Closed)
+        ));
+    }
+
+    #[test]
+    fn a_call_before_the_hello_is_refused() {
+        let mut bytes = Vec::new();
+        let frame = Frame::Cancel { tag: crate::Tag(1) };
+        encode_frame(&frame, MAX_FRAME, &mut bytes).unwrap();
+        assert!(matches!(
+            against(&bytes, &hello("", MAX_FRAME)),
+            Err(Error::NotAPeer { .. })
+        ));
+    }
+}
