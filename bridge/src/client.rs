@@ -142,20 +142,13 @@ impl Client {
     /// expecting it to serve `scheme` ("" accepts any). The daemon is reaped when the last
     /// clone of the client is dropped.
     pub fn spawn(mut command: Command, scheme: &str) -> scheme_protocol::Result<Client> {
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()?;
+        let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             unreachable!("both were requested as pipes");
         };
         match Self::connect(stdout, stdin, scheme) {
             Ok(client) => {
-                *client
-                    .inner
-                    .child
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = Some(child);
+                *client.inner.child.lock().unwrap_or_else(PoisonError::into_inner) = Some(child);
                 Ok(client)
             }
             Err(err) => {
@@ -190,18 +183,12 @@ impl Client {
             child: Mutex::new(None),
             reader: Mutex::new(Some(reader)),
         };
-        Ok(Client {
-            inner: Arc::new(inner),
-            caller: current_caller(),
-        })
+        Ok(Client { inner: Arc::new(inner), caller: current_caller() })
     }
 
     /// A clone that makes its calls as `caller`.
     pub fn with_caller(&self, caller: Caller) -> Client {
-        Client {
-            inner: Arc::clone(&self.inner),
-            caller,
-        }
+        Client { inner: Arc::clone(&self.inner), caller }
     }
 
     /// The identity calls are made with (by default this process's pid, euid and egid).
@@ -226,12 +213,7 @@ impl Client {
 
     /// The OS process id of the spawned daemon, if this client spawned it.
     pub fn daemon_pid(&self) -> Option<u32> {
-        self.inner
-            .child
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .map(Child::id)
+        self.inner.child.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(Child::id)
     }
 
     /// Sends `call` and returns at once; the answer is collected from the [`PendingCall`].
@@ -246,16 +228,8 @@ impl Client {
             table.waiting.insert(tag, tx);
         }
         debug!("{} tag={} {call}", self.scheme(), tag.0);
-        self.send(&Frame::Call {
-            tag,
-            caller: self.caller,
-            call,
-        })?;
-        Ok(PendingCall {
-            tag,
-            reply: rx,
-            client: self.clone(),
-        })
+        self.send(&Frame::Call { tag, caller: self.caller, call })?;
+        Ok(PendingCall { tag, reply: rx, client: self.clone() })
     }
 
     /// Sends `call` and waits for its answer.
@@ -264,11 +238,7 @@ impl Client {
     }
 
     fn send(&self, frame: &Frame) -> CallResult<()> {
-        let mut out = self
-            .inner
-            .out
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut out = self.inner.out.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(writer) = out.as_mut() else {
             return Err(CallError::Disconnected("client closed".into()));
         };
@@ -297,55 +267,33 @@ impl Client {
 
     /// `open(path, flags)`: flags are Redox `O_*` with the mode in the low 16 bits.
     pub fn open(&self, path: &str, flags: usize) -> CallResult<Fd> {
-        value(self.call(Call::Open {
-            path: path.into(),
-            flags: flags as u64,
-        })?)
-        .map(Fd)
+        value(self.call(Call::Open { path: path.into(), flags: flags as u64 })?).map(Fd)
     }
 
     /// `dup(fd, buf)` with a non-empty buffer, e.g. `"listen"`.
     pub fn dup(&self, fd: Fd, buf: &[u8]) -> CallResult<Fd> {
-        value(self.call(Call::Dup {
-            fd,
-            buf: Bytes::from(buf),
-        })?)
-        .map(Fd)
+        value(self.call(Call::Dup { fd, buf: Bytes::from(buf) })?).map(Fd)
     }
 
     /// `read(fd)` of up to `len` bytes (capped at [`Client::max_payload`]).
     pub fn read(&self, fd: Fd, len: usize) -> CallResult<Vec<u8>> {
-        data(self.call(Call::Read {
-            fd,
-            len: len.min(self.max_payload()) as u64,
-        })?)
+        data(self.call(Call::Read { fd, len: len.min(self.max_payload()) as u64 })?)
     }
 
     /// `write(fd, data)`; writes at most [`Client::max_payload`] bytes, returns the count.
     pub fn write(&self, fd: Fd, data: &[u8]) -> CallResult<usize> {
         let data = &data[..data.len().min(self.max_payload())];
-        count(self.call(Call::Write {
-            fd,
-            data: Bytes::from(data),
-        })?)
+        count(self.call(Call::Write { fd, data: Bytes::from(data) })?)
     }
 
     /// `lseek(fd, offset, whence)`; returns the new offset.
     pub fn seek(&self, fd: Fd, offset: i64, whence: usize) -> CallResult<u64> {
-        value(self.call(Call::Lseek {
-            fd,
-            offset,
-            whence: whence as u64,
-        })?)
+        value(self.call(Call::Lseek { fd, offset, whence: whence as u64 })?)
     }
 
     /// `fcntl(fd, cmd, arg)`.
     pub fn fcntl(&self, fd: Fd, cmd: usize, arg: usize) -> CallResult<u64> {
-        value(self.call(Call::Fcntl {
-            fd,
-            cmd: cmd as u64,
-            arg: arg as u64,
-        })?)
+        value(self.call(Call::Fcntl { fd, cmd: cmd as u64, arg: arg as u64 })?)
     }
 
     /// `fevent(fd, flags)`: registers interest; returns the flags ready now.
@@ -396,29 +344,17 @@ impl Client {
 
     /// `futimens(fd, [atime, mtime])`.
     pub fn futimens(&self, fd: Fd, times: &[TimeSpec]) -> CallResult<()> {
-        value(self.call(Call::Futimens {
-            fd,
-            times: times.to_vec(),
-        })?)
-        .map(drop)
+        value(self.call(Call::Futimens { fd, times: times.to_vec() })?).map(drop)
     }
 
     /// `flink(fd, path)`: a hard link at the scheme-relative `path`.
     pub fn flink(&self, fd: Fd, path: &str) -> CallResult<()> {
-        value(self.call(Call::Flink {
-            fd,
-            path: path.into(),
-        })?)
-        .map(drop)
+        value(self.call(Call::Flink { fd, path: path.into() })?).map(drop)
     }
 
     /// `frename(fd, path)`.
     pub fn frename(&self, fd: Fd, path: &str) -> CallResult<()> {
-        value(self.call(Call::Frename {
-            fd,
-            path: path.into(),
-        })?)
-        .map(drop)
+        value(self.call(Call::Frename { fd, path: path.into() })?).map(drop)
     }
 
     /// `close(fd)`.
@@ -484,23 +420,11 @@ impl Drop for Inner {
     /// Closes the daemon's stdin (it sees EOF and exits), reaps a spawned daemon (killing it
     /// after a grace period) and joins the reader thread once the daemon's stdout has closed.
     fn drop(&mut self) {
-        self.out
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(child) = self
-            .child
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
+        self.out.get_mut().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(child) = self.child.get_mut().unwrap_or_else(PoisonError::into_inner).take() {
             reap(child);
         }
-        let reader = self
-            .reader
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let reader = self.reader.get_mut().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(reader) = reader {
             let deadline = Instant::now() + Duration::from_millis(200);
             while !reader.is_finished() && Instant::now() < deadline {
@@ -525,10 +449,7 @@ fn reap(mut child: Child) {
             Err(_) => break,
         }
     }
-    warn!(
-        "daemon {} did not exit after its stdin closed; killing it",
-        child.id()
-    );
+    warn!("daemon {} did not exit after its stdin closed; killing it", child.id());
     let _ = child.kill();
     let _ = child.wait();
 }
@@ -546,10 +467,7 @@ fn read_replies<R: Read>(mut frames: FrameReader<R>, calls: &Calls, events: &Sen
             },
             Ok(Frame::Event { fd, flags }) => {
                 if events.try_send(Event { fd, flags }).is_err() {
-                    warn!(
-                        "event backlog full; dropped event fd={} flags={flags:#x}",
-                        fd.0
-                    );
+                    warn!("event backlog full; dropped event fd={} flags={flags:#x}", fd.0);
                 }
             }
             Ok(other) => warn!("daemon sent a {} frame; ignored", other.kind()),

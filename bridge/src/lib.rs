@@ -7,12 +7,7 @@
 //!   pipes), many calls outstanding at once.
 
 #![forbid(unsafe_code)]
-#![warn(
-    missing_docs,
-    missing_debug_implementations,
-    rust_2018_idioms,
-    unreachable_pub
-)]
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 
 pub mod client;
 mod locate;

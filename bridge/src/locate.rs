@@ -9,10 +9,7 @@ use std::path::{Path, PathBuf};
 pub fn find_daemon(name: &str) -> Option<PathBuf> {
     let exe = env::current_exe().ok()?;
     let beside = exe.parent().map(Path::to_path_buf);
-    let above = beside
-        .as_deref()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf);
+    let above = beside.as_deref().and_then(Path::parent).map(Path::to_path_buf);
     let path = env::var_os("PATH").unwrap_or_default();
     beside
         .into_iter()

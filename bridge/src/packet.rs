@@ -55,13 +55,9 @@ pub(crate) fn from_call(
         Call::Dup { fd, buf } => handle_input(&mut p, SYS_DUP, fd.0, buf.into_vec()),
         Call::Read { fd, len } => handle_output(&mut p, SYS_READ, fd.0, len, max_payload),
         Call::Write { fd, data } => handle_input(&mut p, SYS_WRITE, fd.0, data.into_vec()),
-        Call::Lseek { fd, offset, whence } => set(
-            &mut p,
-            SYS_LSEEK,
-            fd.0,
-            offset as isize as usize,
-            whence as usize,
-        ),
+        Call::Lseek { fd, offset, whence } => {
+            set(&mut p, SYS_LSEEK, fd.0, offset as isize as usize, whence as usize)
+        }
         Call::Fchmod { fd, mode } => set(&mut p, SYS_FCHMOD, fd.0, mode as usize, 0),
         Call::Fchown { fd, uid, gid } => set(&mut p, SYS_FCHOWN, fd.0, uid as usize, gid as usize),
         Call::Fcntl { fd, cmd, arg } => set(&mut p, SYS_FCNTL, fd.0, cmd as usize, arg as usize),
@@ -71,24 +67,12 @@ pub(crate) fn from_call(
         Call::Frename { fd, path } => handle_input(&mut p, SYS_FRENAME, fd.0, path.into_bytes()),
         Call::Fstat { fd } => {
             let mut stat = vec![syscall::data::Stat::default()];
-            set(
-                &mut p,
-                SYS_FSTAT,
-                fd.0,
-                stat.as_mut_ptr() as usize,
-                size_of_val(&stat[0]),
-            );
+            set(&mut p, SYS_FSTAT, fd.0, stat.as_mut_ptr() as usize, size_of_val(&stat[0]));
             return (p, Buffers::Stat(stat));
         }
         Call::Fstatvfs { fd } => {
             let mut stat = vec![syscall::data::StatVfs::default()];
-            set(
-                &mut p,
-                SYS_FSTATVFS,
-                fd.0,
-                stat.as_mut_ptr() as usize,
-                size_of_val(&stat[0]),
-            );
+            set(&mut p, SYS_FSTATVFS, fd.0, stat.as_mut_ptr() as usize, size_of_val(&stat[0]));
             return (p, Buffers::StatVfs(stat));
         }
         Call::Fsync { fd } => set(&mut p, SYS_FSYNC, fd.0, 0, 0),
@@ -96,10 +80,7 @@ pub(crate) fn from_call(
         Call::Futimens { fd, times } => {
             let times: Vec<_> = times
                 .iter()
-                .map(|t| syscall::data::TimeSpec {
-                    tv_sec: t.tv_sec,
-                    tv_nsec: t.tv_nsec,
-                })
+                .map(|t| syscall::data::TimeSpec { tv_sec: t.tv_sec, tv_nsec: t.tv_nsec })
                 .collect();
             let bytes = size_of_val(times.as_slice());
             set(&mut p, SYS_FUTIMENS, fd.0, times.as_ptr() as usize, bytes);
@@ -118,21 +99,12 @@ pub(crate) fn from_call(
 
 /// The internal close of a handle opened by a cancelled call.
 pub(crate) fn close(id: u64, fd: usize) -> Packet {
-    Packet {
-        id,
-        a: SYS_CLOSE,
-        b: fd,
-        ..Packet::default()
-    }
+    Packet { id, a: SYS_CLOSE, b: fd, ..Packet::default() }
 }
 
 /// `KSMSG_CANCEL` for packet `target` (id 0, whole target id in `b`, as kernels before 2025-12).
 pub(crate) fn cancel(target: u64) -> Packet {
-    Packet {
-        a: KSMSG_CANCEL,
-        b: target as usize,
-        ..Packet::default()
-    }
+    Packet { a: KSMSG_CANCEL, b: target as usize, ..Packet::default() }
 }
 
 /// Whether a successful answer to `call` is a new handle id.
@@ -220,10 +192,5 @@ fn stat_to_wire(s: &syscall::data::Stat) -> Stat {
 }
 
 fn statvfs_to_wire(s: &syscall::data::StatVfs) -> StatVfs {
-    StatVfs {
-        f_bsize: s.f_bsize,
-        f_blocks: s.f_blocks,
-        f_bfree: s.f_bfree,
-        f_bavail: s.f_bavail,
-    }
+    StatVfs { f_bsize: s.f_bsize, f_blocks: s.f_blocks, f_bfree: s.f_bfree, f_bavail: s.f_bavail }
 }

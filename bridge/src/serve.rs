@@ -92,10 +92,7 @@ fn run_until_stuck(
         let before = replies.len();
         todo.retain(|packet| match handle(packet) {
             Some(result) => {
-                replies.push(Packet {
-                    a: result,
-                    ..*packet
-                });
+                replies.push(Packet { a: result, ..*packet });
                 false
             }
             None => true,
@@ -112,20 +109,14 @@ fn cancel(todo: &mut Vec<Packet>, target: u64, replies: &mut Vec<Packet>) {
     if let Some(at) = todo.iter().position(|packet| packet.id == target) {
         debug!("cancelled parked packet {target}");
         let packet = todo.remove(at);
-        replies.push(Packet {
-            a: Error::mux(Err(Error::new(EINTR))),
-            ..packet
-        });
+        replies.push(Packet { a: Error::mux(Err(Error::new(EINTR))), ..packet });
     }
 }
 
 fn answer_all(socket: &SchemeSocket, todo: &mut Vec<Packet>, errno: i32) {
     let replies: Vec<Packet> = todo
         .drain(..)
-        .map(|packet| Packet {
-            a: Error::mux(Err(Error::new(errno))),
-            ..packet
-        })
+        .map(|packet| Packet { a: Error::mux(Err(Error::new(errno))), ..packet })
         .collect();
     socket.write_packets(&replies);
 }

@@ -30,11 +30,7 @@ type Writer = FrameWriter<Box<dyn Write + Send>>;
 #[derive(Debug)]
 pub(crate) enum Inbound {
     /// A call to turn into a packet.
-    Call {
-        tag: Tag,
-        caller: scheme_protocol::Caller,
-        call: Call,
-    },
+    Call { tag: Tag, caller: scheme_protocol::Caller, call: Call },
     /// The caller cancelled the request behind this packet id.
     Cancel(u64),
     /// A cancelled open or dup produced this handle; close it in the daemon.
@@ -105,9 +101,7 @@ pub struct SchemeSocket {
 
 impl std::fmt::Debug for SchemeSocket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SchemeSocket")
-            .field("closed", &self.closed)
-            .finish_non_exhaustive()
+        f.debug_struct("SchemeSocket").field("closed", &self.closed).finish_non_exhaustive()
     }
 }
 
@@ -135,10 +129,7 @@ impl SchemeSocket {
         let peer = handshake(&mut frames_in, &mut frames_out, &hello(scheme, MAX_FRAME))?;
         let (tx, rx) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                next_id: 1,
-                ..State::default()
-            }),
+            state: Mutex::new(State { next_id: 1, ..State::default() }),
             out: Mutex::new(Some(frames_out)),
             wake: tx.clone(),
             wake_pending: AtomicBool::new(false),
@@ -160,9 +151,7 @@ impl SchemeSocket {
 
     /// A handle for posting events from anywhere (another thread, a timer).
     pub fn event_poster(&self) -> EventPoster {
-        EventPoster {
-            shared: Arc::clone(&self.shared),
-        }
+        EventPoster { shared: Arc::clone(&self.shared) }
     }
 
     /// Like `O_NONBLOCK` on the Redox socket: `read` fails with `WouldBlock` instead of waiting.
@@ -219,10 +208,7 @@ impl SchemeSocket {
 
     /// Takes several replies at once and sends them in one write.
     pub fn write_packets(&self, packets: &[Packet]) {
-        let frames: Vec<Frame> = packets
-            .iter()
-            .filter_map(|p| self.shared.answer(p))
-            .collect();
+        let frames: Vec<Frame> = packets.iter().filter_map(|p| self.shared.answer(p)).collect();
         self.shared.send(&frames);
     }
 }
@@ -233,10 +219,7 @@ impl Read for SchemeSocket {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let slots = buf.len() / PACKET_SIZE;
         if slots == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "buffer under 56 bytes",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "buffer under 56 bytes"));
         }
         let mut packets = Vec::with_capacity(slots);
         loop {
@@ -257,15 +240,9 @@ impl Write for SchemeSocket {
     /// Takes whole packets: replies and `SYS_FEVENT` posts. A trailing partial packet is left.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if buf.len() < PACKET_SIZE {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "buffer under 56 bytes",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "buffer under 56 bytes"));
         }
-        let packets: Vec<Packet> = buf
-            .chunks_exact(PACKET_SIZE)
-            .map(packet_from_bytes)
-            .collect();
+        let packets: Vec<Packet> = buf.chunks_exact(PACKET_SIZE).map(packet_from_bytes).collect();
         self.write_packets(&packets);
         Ok(packets.len() * PACKET_SIZE)
     }
@@ -279,11 +256,7 @@ impl Drop for SchemeSocket {
     /// Closes the wire towards the caller side, which then fails whatever is outstanding,
     /// as it would if the daemon process exited.
     fn drop(&mut self) {
-        self.shared
-            .out
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        self.shared.out.lock().unwrap_or_else(PoisonError::into_inner).take();
     }
 }
 
@@ -356,13 +329,8 @@ impl Shared {
                 state.tags.insert(tag, TagState::Delivered(id));
                 let name = call.name();
                 let (packet, buffers) = packet::from_call(id, caller, call, self.max_payload);
-                let pending = Pending {
-                    tag,
-                    call: name,
-                    buffers,
-                    cancelled: false,
-                    internal: false,
-                };
+                let pending =
+                    Pending { tag, call: name, buffers, cancelled: false, internal: false };
                 (packet, pending)
             }
             Inbound::CloseOrphan(fd) => {
@@ -399,27 +367,18 @@ impl Shared {
             if packet.a == syscall::number::SYS_FEVENT {
                 return self.event(packet.b, packet.c);
             }
-            debug!(
-                "ignoring id-0 packet with a={:#x} (answer to a kernel message)",
-                packet.a
-            );
+            debug!("ignoring id-0 packet with a={:#x} (answer to a kernel message)", packet.a);
             return None;
         }
         let mut state = self.state();
         let Some(pending) = state.pending.remove(&packet.id) else {
-            warn!(
-                "daemon replied to unknown packet id {} (a={:#x}); dropped",
-                packet.id, packet.a
-            );
+            warn!("daemon replied to unknown packet id {} (a={:#x}); dropped", packet.id, packet.a);
             return None;
         };
         let response = match packet::response(pending.call, packet, pending.buffers) {
             // The kernel's rule: EINTR is only an answer to a cancel.
             Err(Errno::EINTR) if !pending.cancelled && !pending.internal => {
-                warn!(
-                    "{}: daemon answered EINTR without a cancel; EIO",
-                    pending.call
-                );
+                warn!("{}: daemon answered EINTR without a cancel; EIO", pending.call);
                 Err(Errno::EIO)
             }
             response => response,
@@ -432,18 +391,12 @@ impl Shared {
         if pending.cancelled {
             if let (true, Ok(Reply::Value(fd))) = (packet::creates_handle(pending.call), &response)
             {
-                debug!(
-                    "closing handle {fd} opened by cancelled tag {}",
-                    pending.tag.0
-                );
+                debug!("closing handle {fd} opened by cancelled tag {}", pending.tag.0);
                 let _ = self.wake.send(Inbound::CloseOrphan(*fd as usize));
             }
             return None;
         }
-        Some(Frame::Reply {
-            tag: pending.tag,
-            response,
-        })
+        Some(Frame::Reply { tag: pending.tag, response })
     }
 
     /// Keeps the set of live handle ids, so events for unknown handles can be refused.
@@ -472,10 +425,7 @@ impl Shared {
             warn!("daemon posted an event for unknown handle {id}; dropped");
             return None;
         }
-        Some(Frame::Event {
-            fd: Fd(id as u64),
-            flags: flags as u64,
-        })
+        Some(Frame::Event { fd: Fd(id as u64), flags: flags as u64 })
     }
 
     /// The caller gave up on `tag`: answer EINTR now and keep the buffers until the daemon
@@ -497,10 +447,7 @@ impl Shared {
             }
         };
         drop(state);
-        self.send(&[Frame::Reply {
-            tag,
-            response: Err(Errno::EINTR),
-        }]);
+        self.send(&[Frame::Reply { tag, response: Err(Errno::EINTR) }]);
         delivered
     }
 
@@ -530,10 +477,7 @@ fn read_calls<R: Read>(mut frames: FrameReader<R>, shared: &Shared, tx: &Sender<
             Frame::Call { tag, caller, call } => {
                 if !shared.queue_tag(tag) {
                     warn!("caller reused outstanding tag {}; answered EINVAL", tag.0);
-                    shared.send(&[Frame::Reply {
-                        tag,
-                        response: Err(Errno::EINVAL),
-                    }]);
+                    shared.send(&[Frame::Reply { tag, response: Err(Errno::EINVAL) }]);
                     continue;
                 }
                 Inbound::Call { tag, caller, call }

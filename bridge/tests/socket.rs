@@ -82,10 +82,7 @@ impl SchemeBlockMut for Mailbox {
 
 impl Mailbox {
     fn check(&self, id: usize) -> Result<()> {
-        self.open
-            .contains(&id)
-            .then_some(())
-            .ok_or(Error::new(EBADF))
+        self.open.contains(&id).then_some(()).ok_or(Error::new(EBADF))
     }
 }
 
@@ -138,22 +135,13 @@ fn raw_redox_loop_parks_a_read_while_other_calls_complete() {
     let (client, daemon) = spawn_raw(Mailbox::default());
     let reader = client.open("r", 0).unwrap();
     let writer = client.open("w", 0).unwrap();
-    let parked = client
-        .start(Call::Read {
-            fd: reader,
-            len: 64,
-        })
-        .unwrap();
+    let parked = client.start(Call::Read { fd: reader, len: 64 }).unwrap();
     for _ in 0..1000 {
         assert_eq!(client.fstat(writer).unwrap().st_size, 0);
     }
-    let parked = parked
-        .wait_timeout(Duration::from_millis(50))
-        .expect_err("read must stay parked");
+    let parked = parked.wait_timeout(Duration::from_millis(50)).expect_err("read must stay parked");
     assert_eq!(client.write(writer, b"hello").unwrap(), 5);
-    let reply = parked
-        .wait_timeout(Duration::from_secs(5))
-        .expect("write completes the read");
+    let reply = parked.wait_timeout(Duration::from_secs(5)).expect("write completes the read");
     assert_eq!(reply.unwrap(), Reply::Data(b"hello".as_slice().into()));
     assert_eq!(client.fpath(writer).unwrap(), b"mailbox:");
     drop(client);
@@ -164,9 +152,7 @@ fn raw_redox_loop_parks_a_read_while_other_calls_complete() {
 fn serve_loop_answers_parked_requests_in_any_order() {
     let (client, daemon) = spawn_served(Mailbox::default());
     let fd = client.open("x", 0).unwrap();
-    let reads: Vec<_> = (0..3)
-        .map(|_| client.start(Call::Read { fd, len: 1 }).unwrap())
-        .collect();
+    let reads: Vec<_> = (0..3).map(|_| client.start(Call::Read { fd, len: 1 }).unwrap()).collect();
     assert_eq!(client.write(fd, b"abc").unwrap(), 3);
     let mut got: Vec<u8> = reads
         .into_iter()
@@ -198,18 +184,10 @@ fn cancel_answers_eintr_at_once_and_the_parked_read_consumes_nothing() {
 #[test]
 fn a_cancelled_open_that_completes_later_is_closed_in_the_daemon() {
     let closed = Arc::new(Mutex::new(Vec::new()));
-    let scheme = Mailbox {
-        closed: Arc::clone(&closed),
-        ..Mailbox::default()
-    };
+    let scheme = Mailbox { closed: Arc::clone(&closed), ..Mailbox::default() };
     // The raw loop knows nothing of KSMSG_CANCEL, so the parked open completes later.
     let (client, daemon) = spawn_raw(scheme);
-    let gate = client
-        .start(Call::Open {
-            path: "gate".into(),
-            flags: 0,
-        })
-        .unwrap();
+    let gate = client.start(Call::Open { path: "gate".into(), flags: 0 }).unwrap();
     // Calls reach the daemon in order: once "w" is open, the daemon holds the gate open.
     let fd = client.open("w", 0).unwrap();
     assert_eq!(gate.cancel(), Err(CallError::Errno(Errno::EINTR)));
@@ -220,11 +198,7 @@ fn a_cancelled_open_that_completes_later_is_closed_in_the_daemon() {
     }
     // "w" got id 1; the gate, opened after the write, got id 2.
     assert_eq!(*closed.lock().unwrap(), vec![2]);
-    assert_eq!(
-        client.fstat(fd).unwrap().st_size,
-        13,
-        "the orphan close did not touch w"
-    );
+    assert_eq!(client.fstat(fd).unwrap().st_size, 13, "the orphan close did not touch w");
     drop(client);
     daemon.join().unwrap();
 }
@@ -252,10 +226,7 @@ fn a_daemon_that_goes_away_fails_every_outstanding_call() {
     assert!(matches!(err, CallError::Disconnected(_)), "{err:?}");
     assert_eq!(err.errno(), Errno::EIO);
     assert!(started.elapsed() < Duration::from_secs(1));
-    assert!(matches!(
-        client.open("y", 0),
-        Err(CallError::Disconnected(_))
-    ));
+    assert!(matches!(client.open("y", 0), Err(CallError::Disconnected(_))));
     daemon.join().unwrap();
 }
 
@@ -323,10 +294,7 @@ fn a_hostile_daemon_gets_eio_for_the_affected_call_only() {
     };
     daemon.socket.write_all(&event(77)).unwrap();
     daemon.socket.write_all(&event(7)).unwrap();
-    let got = client
-        .events()
-        .recv_timeout(Duration::from_secs(5))
-        .unwrap();
+    let got = client.events().recv_timeout(Duration::from_secs(5)).unwrap();
     assert_eq!((got.fd, got.flags), (Fd(7), 1));
     assert!(client.events().try_recv().is_err());
     // The stream is still sound: an ordinary call works.
@@ -350,10 +318,7 @@ fn the_cancel_packet_reaches_the_daemon_and_unknown_answers_to_it_are_ignored() 
     let read = daemon.next();
     assert_eq!(parked.cancel(), Err(CallError::Errno(Errno::EINTR)));
     let cancel = daemon.next();
-    assert_eq!(
-        (cancel.id, cancel.a, cancel.b as u64),
-        (0, KSMSG_CANCEL, read.id)
-    );
+    assert_eq!((cancel.id, cancel.a, cancel.b as u64), (0, KSMSG_CANCEL, read.id));
     // A 2019-era daemon answers the unknown message with ENOSYS under id 0: ignored.
     daemon.reply(cancel, Error::mux(Err(Error::new(ENOSYS))));
     // The late reply to the cancelled read is discarded.

@@ -33,11 +33,7 @@ fn run(clients: usize) -> Result<(), Box<dyn std::error::Error>> {
     let chand =
         find_daemon("chand").ok_or("cannot find the chand daemon: run `cargo build` first")?;
     let client = Client::spawn(Command::new(&chand), "chan")?;
-    println!(
-        "started {} (pid {})",
-        chand.display(),
-        client.daemon_pid().unwrap_or(0)
-    );
+    println!("started {} (pid {})", chand.display(), client.daemon_pid().unwrap_or(0));
     let listener = client.open("hello", O_CREAT | O_RDWR)?;
     let server = {
         let client = client.clone();
@@ -45,10 +41,7 @@ fn run(clients: usize) -> Result<(), Box<dyn std::error::Error>> {
     };
     let readers: Vec<_> = (0..clients)
         .map(|n| {
-            let caller = Caller {
-                pid: 1000 + n as u64,
-                ..client.caller()
-            };
+            let caller = Caller { pid: 1000 + n as u64, ..client.caller() };
             let client = client.with_caller(caller);
             thread::spawn(move || greet(&client))
         })

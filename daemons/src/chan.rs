@@ -91,12 +91,7 @@ impl Handle {
             Kind::Client(client) => (SOCKET_MODE, client.buffer.len() as u64),
             Kind::Listener(_) | Kind::StatOnly { .. } => (SOCKET_MODE, 0),
         };
-        Stat {
-            st_mode: mode,
-            st_size: size,
-            st_nlink: 1,
-            ..Stat::default()
-        }
+        Stat { st_mode: mode, st_size: size, st_nlink: 1, ..Stat::default() }
     }
 
     /// The part of fpath after `chan:`, if this handle has one.
@@ -154,12 +149,7 @@ pub struct ChanScheme {
 impl ChanScheme {
     /// `post(id, flags)` is called for every readiness event (see the module docs).
     pub fn new(post: PostEvent) -> Self {
-        Self {
-            handles: HashMap::new(),
-            listeners: BTreeMap::new(),
-            next_id: 1,
-            post,
-        }
+        Self { handles: HashMap::new(), listeners: BTreeMap::new(), next_id: 1, post }
     }
 
     fn insert(&mut self, flags: usize, kind: Kind) -> usize {
@@ -179,22 +169,13 @@ impl ChanScheme {
 
     fn client_mut(&mut self, id: usize) -> Option<&mut Client> {
         match self.handles.get_mut(&id) {
-            Some(Handle {
-                kind: Kind::Client(client),
-                ..
-            }) => Some(client),
+            Some(Handle { kind: Kind::Client(client), .. }) => Some(client),
             _ => None,
         }
     }
 
     fn is_listener(&self, id: usize) -> bool {
-        matches!(
-            self.lookup(id),
-            Ok(Handle {
-                kind: Kind::Listener(_),
-                ..
-            })
-        )
+        matches!(self.lookup(id), Ok(Handle { kind: Kind::Listener(_), .. }))
     }
 
     /// Creates a listener or connects to one, as `open(name, flags)` does in ipcd.
@@ -211,10 +192,7 @@ impl ChanScheme {
     /// A new listener; the name is registered only if non-empty.
     fn create_listener(&mut self, name: &str, flags: usize) -> usize {
         let path = (!name.is_empty()).then(|| name.to_owned());
-        let listener = Listener {
-            path: path.clone(),
-            awaiting: VecDeque::new(),
-        };
+        let listener = Listener { path: path.clone(), awaiting: VecDeque::new() };
         let id = self.insert(flags, Kind::Listener(listener));
         if let Some(path) = path {
             self.listeners.insert(path, id);
@@ -227,17 +205,9 @@ impl ChanScheme {
         if !self.is_listener(listener_id) {
             return Err(Error::new(EBADF));
         }
-        let client = Client {
-            buffer: Vec::new(),
-            remote: Remote::Waiting,
-            path: None,
-        };
+        let client = Client { buffer: Vec::new(), remote: Remote::Waiting, path: None };
         let client_id = self.insert(flags, Kind::Client(client));
-        if let Ok(Handle {
-            kind: Kind::Listener(listener),
-            ..
-        }) = self.lookup_mut(listener_id)
-        {
+        if let Ok(Handle { kind: Kind::Listener(listener), .. }) = self.lookup_mut(listener_id) {
             listener.awaiting.push_back(client_id);
         }
         (self.post)(listener_id, EVENT_READ | EVENT_WRITE);
@@ -265,17 +235,9 @@ impl ChanScheme {
         };
         let (flags, path) = (handle.flags, listener.path.clone());
         let Some(client_id) = self.pop_waiting_client(listener_id) else {
-            return if flags & O_NONBLOCK != 0 {
-                Err(Error::new(EWOULDBLOCK))
-            } else {
-                Ok(None)
-            };
+            return if flags & O_NONBLOCK != 0 { Err(Error::new(EWOULDBLOCK)) } else { Ok(None) };
         };
-        let stream = Client {
-            buffer: Vec::new(),
-            remote: Remote::Open(client_id),
-            path,
-        };
+        let stream = Client { buffer: Vec::new(), remote: Remote::Open(client_id), path };
         let stream_id = self.insert(flags, Kind::Client(stream));
         if let Some(client) = self.client_mut(client_id) {
             client.remote = Remote::Open(stream_id);
@@ -305,8 +267,7 @@ impl ChanScheme {
             return Err(Error::new(EBADF));
         }
         let flags = handle.flags;
-        self.open_name(name.trim_start_matches('/'), flags)
-            .map(Some)
+        self.open_name(name.trim_start_matches('/'), flags).map(Some)
     }
 
     /// Appends to the peer's buffer; READ is posted only when it turns non-empty.
@@ -390,11 +351,7 @@ impl SchemeBlockMut for ChanScheme {
         } else if name.is_empty() && opens_root(flags) {
             self.insert(flags, Kind::Root { offset: 0 })
         } else if flags & O_DIRECTORY != 0 {
-            let error = if self.listeners.contains_key(name) {
-                ENOTDIR
-            } else {
-                ENOENT
-            };
+            let error = if self.listeners.contains_key(name) { ENOTDIR } else { ENOENT };
             return Err(Error::new(error));
         } else if flags & O_STAT != 0 {
             self.open_stat_only(name, flags)?
@@ -487,13 +444,8 @@ impl SchemeBlockMut for ChanScheme {
     fn close(&mut self, id: usize) -> Result<Option<usize>> {
         let handle = self.handles.remove(&id).ok_or(Error::new(EBADF))?;
         match handle.kind {
-            Kind::Client(Client {
-                remote: Remote::Open(peer_id),
-                ..
-            }) => self.hang_up(peer_id),
-            Kind::Listener(Listener {
-                path: Some(path), ..
-            }) => {
+            Kind::Client(Client { remote: Remote::Open(peer_id), .. }) => self.hang_up(peer_id),
+            Kind::Listener(Listener { path: Some(path), .. }) => {
                 self.listeners.remove(&path);
             }
             _ => {}
@@ -573,10 +525,7 @@ mod tests {
     fn create_makes_a_listener_and_exclusive_create_of_existing_is_eexist() {
         let (mut s, recorded) = scheme();
         let listener = listen(&mut s, "hello");
-        assert_eq!(
-            errno(s.open("hello", O_CREAT | O_EXCL | O_RDWR, 0, 0)),
-            EEXIST
-        );
+        assert_eq!(errno(s.open("hello", O_CREAT | O_EXCL | O_RDWR, 0, 0)), EEXIST);
         assert!(take(&recorded).is_empty());
         assert_eq!(readiness(&mut s, listener), EventFlags::empty());
     }
@@ -755,11 +704,7 @@ mod tests {
     fn dup_by_name_is_ebadf_for_named_streams_bad_names_and_non_sockets() {
         let (mut s, _) = scheme();
         let (_, _, server) = pair(&mut s, "srv");
-        assert_eq!(
-            errno(s.dup(server, b"other")),
-            EBADF,
-            "accepted streams have a path"
-        );
+        assert_eq!(errno(s.dup(server, b"other")), EBADF, "accepted streams have a path");
         let unnamed = done(s.open("", O_CREAT | O_RDWR, 0, 0));
         assert_eq!(errno(s.dup(unnamed, b"\xff\xfe")), EBADF, "invalid UTF-8");
         assert_eq!(errno(s.dup(unnamed, b"")), EBADF);
@@ -857,11 +802,7 @@ mod tests {
         assert_eq!(errno(s.open("srv", O_RDWR, 0, 0)), ENOENT);
         assert_eq!(s.write(client, b"x"), Ok(None));
         let again = listen(&mut s, "srv");
-        assert_eq!(
-            s.dup(again, b"listen"),
-            Ok(None),
-            "old clients are not moved over"
-        );
+        assert_eq!(s.dup(again, b"listen"), Ok(None), "old clients are not moved over");
     }
 
     #[test]
@@ -946,10 +887,7 @@ mod tests {
         let (mut s, _) = scheme();
         listen(&mut s, "srv");
         assert_eq!(errno(s.open("srv", O_DIRECTORY | O_RDONLY, 0, 0)), ENOTDIR);
-        assert_eq!(
-            errno(s.open("nobody", O_DIRECTORY | O_RDONLY, 0, 0)),
-            ENOENT
-        );
+        assert_eq!(errno(s.open("nobody", O_DIRECTORY | O_RDONLY, 0, 0)), ENOENT);
     }
 
     #[test]

@@ -176,11 +176,7 @@ impl SchemeMut for RandScheme {
         if !has_permission(&self.device_stat, uid, gid, needed) {
             return Err(Error::new(EPERM));
         }
-        let handle = OpenHandle {
-            uid,
-            gid,
-            stat_at_open: self.device_stat,
-        };
+        let handle = OpenHandle { uid, gid, stat_at_open: self.device_stat };
         let id = self.allocate_id();
         self.handles.insert(id, handle);
         Ok(id)
@@ -273,21 +269,14 @@ mod tests {
             assert!(s.open(path, O_RDONLY, 0, 0).is_ok(), "{path:?}");
         }
         for path in ["random", "urandom/", "x", "/urandom/x"] {
-            assert_eq!(
-                s.open(path, O_RDONLY, 0, 0),
-                Err(Error::new(ENOENT)),
-                "{path:?}"
-            );
+            assert_eq!(s.open(path, O_RDONLY, 0, 0), Err(Error::new(ENOENT)), "{path:?}");
         }
     }
 
     #[test]
     fn create_exclusive_is_eexist() {
         let mut s = scheme();
-        assert_eq!(
-            s.open("", O_CREAT | O_EXCL | O_RDWR, 0, 0),
-            Err(Error::new(EEXIST))
-        );
+        assert_eq!(s.open("", O_CREAT | O_EXCL | O_RDWR, 0, 0), Err(Error::new(EEXIST)));
         assert!(s.open("", O_CREAT | O_RDWR, 0, 0).is_ok());
     }
 
@@ -314,10 +303,7 @@ mod tests {
         assert_eq!(s.open("", O_RDONLY, 2, 2), Err(Error::new(EPERM)));
         s.device_stat.st_mode = MODE_CHR;
         assert!(s.open("", O_RDWR, 0, 0).is_ok(), "root may do anything");
-        assert!(
-            s.open("", O_STAT, 2, 2).is_ok(),
-            "stat-only open needs no permission"
-        );
+        assert!(s.open("", O_STAT, 2, 2).is_ok(), "stat-only open needs no permission");
     }
 
     #[test]
@@ -450,18 +436,10 @@ mod tests {
 
         s.next_id = usize::MAX;
         assert_eq!(s.open("", O_RDONLY, 0, 0), Ok(usize::MAX));
-        assert_eq!(
-            s.open("", O_RDONLY, 0, 0),
-            Ok(2),
-            "wrapped past live 0 and 1"
-        );
+        assert_eq!(s.open("", O_RDONLY, 0, 0), Ok(2), "wrapped past live 0 and 1");
         s.close(first).unwrap();
         s.next_id = usize::MAX - 1;
         assert_eq!(s.open("", O_RDONLY, 0, 0), Ok(usize::MAX - 1));
-        assert_eq!(
-            s.open("", O_RDONLY, 0, 0),
-            Ok(0),
-            "skips live MAX, reuses closed 0"
-        );
+        assert_eq!(s.open("", O_RDONLY, 0, 0), Ok(0), "skips live MAX, reuses closed 0");
     }
 }

@@ -22,10 +22,7 @@ use crate::PostEvent;
 pub const TIMESPEC_SIZE: usize = 16;
 const NANOS_PER_SEC: i128 = 1_000_000_000;
 /// The clocks' resolution: one nanosecond.
-const RESOLUTION: TimeSpec = TimeSpec {
-    tv_sec: 0,
-    tv_nsec: 1,
-};
+const RESOLUTION: TimeSpec = TimeSpec { tv_sec: 0, tv_nsec: 1 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Clock {
@@ -102,10 +99,7 @@ fn decode_timespec(slot: &[u8]) -> Result<TimeSpec> {
     let mut nsec = [0u8; 4];
     sec.copy_from_slice(&slot[..8]);
     nsec.copy_from_slice(&slot[8..12]);
-    let time = TimeSpec {
-        tv_sec: i64::from_le_bytes(sec),
-        tv_nsec: i32::from_le_bytes(nsec),
-    };
+    let time = TimeSpec { tv_sec: i64::from_le_bytes(sec), tv_nsec: i32::from_le_bytes(nsec) };
     if (0..NANOS_PER_SEC as i32).contains(&time.tv_nsec) {
         Ok(time)
     } else {
@@ -197,10 +191,7 @@ impl Timer {
         let thread = thread::Builder::new()
             .name("time-scheme-timer".into())
             .spawn(move || run_timer(&for_thread, &post))?;
-        Ok(Self {
-            shared,
-            thread: Some(thread),
-        })
+        Ok(Self { shared, thread: Some(thread) })
     }
 
     fn arm(&self, id: usize, at: Instant) {
@@ -212,10 +203,7 @@ impl Timer {
     }
 
     fn cancel(&self, id: usize) {
-        self.shared
-            .lock()
-            .pending
-            .retain(|Reverse(deadline)| deadline.id != id);
+        self.shared.lock().pending.retain(|Reverse(deadline)| deadline.id != id);
     }
 }
 
@@ -247,10 +235,7 @@ fn run_timer(shared: &TimerShared, post: &PostEvent) {
             continue;
         }
         state = match state.earliest() {
-            None => shared
-                .wake
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner),
+            None => shared.wake.wait(state).unwrap_or_else(PoisonError::into_inner),
             Some(at) => {
                 let timeout = at.saturating_duration_since(now);
                 let waited = shared.wake.wait_timeout(state, timeout);
@@ -335,10 +320,8 @@ impl SchemeMut for TimeScheme {
         if handle.view == View::Resolution {
             return Err(Error::new(EINVAL));
         }
-        let deadlines = buf
-            .chunks_exact(TIMESPEC_SIZE)
-            .map(decode_timespec)
-            .collect::<Result<Vec<_>>>()?;
+        let deadlines =
+            buf.chunks_exact(TIMESPEC_SIZE).map(decode_timespec).collect::<Result<Vec<_>>>()?;
         for deadline in &deadlines {
             if let Some(at) = self.deadline_instant(handle.clock, *deadline) {
                 self.timer.arm(id, at);
@@ -370,12 +353,7 @@ impl SchemeMut for TimeScheme {
 
     fn fstat(&mut self, id: usize, stat: &mut Stat) -> Result<usize> {
         self.lookup(id)?;
-        *stat = Stat {
-            st_mode: MODE_CHR | 0o666,
-            st_size: 0,
-            st_nlink: 1,
-            ..Stat::default()
-        };
+        *stat = Stat { st_mode: MODE_CHR | 0o666, st_size: 0, st_nlink: 1, ..Stat::default() };
         Ok(0)
     }
 
@@ -429,25 +407,13 @@ mod tests {
     }
 
     fn deadlines(times: &[TimeSpec]) -> Vec<u8> {
-        times
-            .iter()
-            .flat_map(|time| encode_timespec(*time))
-            .collect()
+        times.iter().flat_map(|time| encode_timespec(*time)).collect()
     }
 
     #[test]
     fn accepts_both_clocks_and_sub_paths() {
         let (mut s, _) = scheme();
-        for path in [
-            "1",
-            "4",
-            "/4",
-            "4/",
-            "1/gettime",
-            "/4/gettime",
-            "4/getres",
-            "1/getres",
-        ] {
+        for path in ["1", "4", "/4", "4/", "1/gettime", "/4/gettime", "4/getres", "1/getres"] {
             assert!(s.open(path, O_RDWR, 0, 0).is_ok(), "{path:?}");
         }
     }
@@ -455,24 +421,8 @@ mod tests {
     #[test]
     fn other_clocks_and_paths_are_enoent() {
         let (mut s, _) = scheme();
-        for path in [
-            "",
-            "/",
-            "0",
-            "2",
-            "3",
-            "5",
-            "x",
-            "4/timer",
-            "4/getres/",
-            "4//",
-            "1/x",
-        ] {
-            assert_eq!(
-                s.open(path, O_RDWR, 0, 0),
-                Err(Error::new(ENOENT)),
-                "{path:?}"
-            );
+        for path in ["", "/", "0", "2", "3", "5", "x", "4/timer", "4/getres/", "4//", "1/x"] {
+            assert_eq!(s.open(path, O_RDWR, 0, 0), Err(Error::new(ENOENT)), "{path:?}");
         }
     }
 
@@ -491,10 +441,7 @@ mod tests {
         let id = s.open("1", O_RDWR, 0, 0).unwrap();
         let read = timespec_to_nanos(read_one(&mut s, id));
         let expected = realtime_nanos();
-        assert!(
-            (expected - read).abs() < NANOS_PER_SEC,
-            "{read} vs {expected}"
-        );
+        assert!((expected - read).abs() < NANOS_PER_SEC, "{read} vs {expected}");
     }
 
     #[test]
@@ -531,26 +478,14 @@ mod tests {
     fn getres_reads_one_nanosecond() {
         let (mut s, _) = scheme();
         let id = s.open("4/getres", O_RDWR, 0, 0).unwrap();
-        assert_eq!(
-            read_one(&mut s, id),
-            TimeSpec {
-                tv_sec: 0,
-                tv_nsec: 1
-            }
-        );
+        assert_eq!(read_one(&mut s, id), TimeSpec { tv_sec: 0, tv_nsec: 1 });
     }
 
     #[test]
     fn timespec_bytes_are_the_in_memory_layout() {
-        let time = TimeSpec {
-            tv_sec: 0x0102_0304_0506_0708,
-            tv_nsec: 0x0A0B_0C0D,
-        };
+        let time = TimeSpec { tv_sec: 0x0102_0304_0506_0708, tv_nsec: 0x0A0B_0C0D };
         let bytes = encode_timespec(time);
-        assert_eq!(
-            bytes,
-            [8, 7, 6, 5, 4, 3, 2, 1, 0xD, 0xC, 0xB, 0xA, 0, 0, 0, 0]
-        );
+        assert_eq!(bytes, [8, 7, 6, 5, 4, 3, 2, 1, 0xD, 0xC, 0xB, 0xA, 0, 0, 0, 0]);
         assert_eq!(decode_timespec(&bytes), Ok(time));
     }
 
@@ -591,11 +526,7 @@ mod tests {
         let id = s.open("4", O_RDWR, 0, 0).unwrap();
         let start = Instant::now();
         let now = read_one(&mut s, id);
-        let times = [
-            plus_millis(now, 60),
-            plus_millis(now, 20),
-            plus_millis(now, 40),
-        ];
+        let times = [plus_millis(now, 60), plus_millis(now, 20), plus_millis(now, 40)];
         assert_eq!(s.write(id, &deadlines(&times)), Ok(48));
 
         assert_eq!(wait_for_arrivals(&arrivals, 3, Duration::from_secs(2)), 3);
@@ -625,10 +556,7 @@ mod tests {
         let id = s.open("1", O_RDWR, 0, 0).unwrap();
         let start = Instant::now();
         let past = plus_millis(read_one(&mut s, id), -1000);
-        let long_ago = TimeSpec {
-            tv_sec: -5,
-            tv_nsec: 0,
-        };
+        let long_ago = TimeSpec { tv_sec: -5, tv_nsec: 0 };
         assert_eq!(s.write(id, &deadlines(&[past, long_ago])), Ok(32));
         assert_eq!(wait_for_arrivals(&arrivals, 2, Duration::from_secs(2)), 2);
         assert!(start.elapsed() < Duration::from_millis(100));
@@ -638,16 +566,10 @@ mod tests {
     fn invalid_nanoseconds_are_einval_and_arm_nothing() {
         let (mut s, arrivals) = scheme();
         let id = s.open("4", O_RDWR, 0, 0).unwrap();
-        let good = TimeSpec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
+        let good = TimeSpec { tv_sec: 0, tv_nsec: 0 };
         for tv_nsec in [-1, 1_000_000_000] {
             let bad = TimeSpec { tv_sec: 0, tv_nsec };
-            assert_eq!(
-                s.write(id, &deadlines(&[good, bad])),
-                Err(Error::new(EINVAL))
-            );
+            assert_eq!(s.write(id, &deadlines(&[good, bad])), Err(Error::new(EINVAL)));
         }
         thread::sleep(Duration::from_millis(50));
         assert!(arrivals.lock().unwrap().is_empty());
@@ -658,10 +580,7 @@ mod tests {
         let (mut s, _) = scheme();
         let id = s.open("4", O_RDWR, 0, 0).unwrap();
         assert_eq!(s.write(id, &[0u8; 15]), Ok(0));
-        let far = TimeSpec {
-            tv_sec: i64::MAX,
-            tv_nsec: 0,
-        };
+        let far = TimeSpec { tv_sec: i64::MAX, tv_nsec: 0 };
         let mut bytes = deadlines(&[far]);
         bytes.extend_from_slice(&[0u8; 5]);
         assert_eq!(s.write(id, &bytes), Ok(16));
@@ -704,11 +623,9 @@ mod tests {
     fn fpath_names_clock_and_view() {
         let (mut s, _) = scheme();
         let mut buf = [0u8; 32];
-        for (path, expected) in [
-            ("/4/", "time:4"),
-            ("1/gettime", "time:1"),
-            ("4/getres", "time:4/getres"),
-        ] {
+        for (path, expected) in
+            [("/4/", "time:4"), ("1/gettime", "time:1"), ("4/getres", "time:4/getres")]
+        {
             let id = s.open(path, O_RDWR, 0, 0).unwrap();
             let len = s.fpath(id, &mut buf).unwrap();
             assert_eq!(&buf[..len], expected.as_bytes());
@@ -744,14 +661,7 @@ mod tests {
 
         let start = Instant::now();
         drop(s);
-        assert!(
-            start.elapsed() < Duration::from_secs(1),
-            "does not wait for deadlines"
-        );
-        assert_eq!(
-            Arc::strong_count(&alive),
-            1,
-            "thread exited and dropped its poster"
-        );
+        assert!(start.elapsed() < Duration::from_secs(1), "does not wait for deadlines");
+        assert_eq!(Arc::strong_count(&alive), 1, "thread exited and dropped its poster");
     }
 }

@@ -44,21 +44,10 @@ fn read_to_end(client: &Client, fd: Fd) -> Vec<u8> {
 #[test]
 fn fifty_concurrent_clients_each_read_hello_then_eof() {
     let client = spawn("chand", "chan");
-    let server = hello_server(
-        client.with_caller(Caller {
-            pid: 1,
-            uid: 0,
-            gid: 0,
-        }),
-        50,
-    );
+    let server = hello_server(client.with_caller(Caller { pid: 1, uid: 0, gid: 0 }), 50);
     let clients: Vec<_> = (0..50)
         .map(|n| {
-            let client = client.with_caller(Caller {
-                pid: 100 + n,
-                uid: 1000,
-                gid: 1000,
-            });
+            let client = client.with_caller(Caller { pid: 100 + n, uid: 1000, gid: 1000 });
             thread::spawn(move || {
                 let stream = client.open("hello", O_RDWR).unwrap();
                 let got = read_to_end(&client, stream);
@@ -92,13 +81,9 @@ fn a_parked_read_delays_none_of_1000_other_calls_and_a_write_completes_it() {
         client.fcntl(fd, F_GETFL, 0).unwrap();
     }
     let elapsed = started.elapsed();
-    let parked = parked
-        .wait_timeout(Duration::from_millis(20))
-        .expect_err("read stays parked");
+    let parked = parked.wait_timeout(Duration::from_millis(20)).expect_err("read stays parked");
     client.write(far, b"done").unwrap();
-    let reply = parked
-        .wait_timeout(PROMPTLY)
-        .expect("the write completes the read");
+    let reply = parked.wait_timeout(PROMPTLY).expect("the write completes the read");
     assert_eq!(reply.unwrap(), Reply::Data(b"done".as_slice().into()));
     eprintln!("1000 calls beside a parked read took {elapsed:?}");
 }
@@ -106,20 +91,11 @@ fn a_parked_read_delays_none_of_1000_other_calls_and_a_write_completes_it() {
 #[test]
 fn ipcd_errnos_cross_the_wire_unchanged() {
     let client = spawn("chand", "chan");
-    assert_eq!(
-        client.open("nobody", O_RDWR),
-        Err(CallError::Errno(Errno::ENOENT))
-    );
+    assert_eq!(client.open("nobody", O_RDWR), Err(CallError::Errno(Errno::ENOENT)));
     let listener = client.open("x", O_CREAT | O_RDWR | O_NONBLOCK).unwrap();
-    assert_eq!(
-        client.open("x", O_CREAT | O_EXCL | O_RDWR),
-        Err(Errno::EEXIST.into())
-    );
+    assert_eq!(client.open("x", O_CREAT | O_EXCL | O_RDWR), Err(Errno::EEXIST.into()));
     // A non-blocking accept with nobody waiting is EWOULDBLOCK, Redox's 41, not EAGAIN.
-    assert_eq!(
-        client.dup(listener, b"listen"),
-        Err(Errno::EWOULDBLOCK.into())
-    );
+    assert_eq!(client.dup(listener, b"listen"), Err(Errno::EWOULDBLOCK.into()));
     let near = client.open("x", O_RDWR).unwrap();
     let far = client.dup(listener, b"listen").unwrap();
     client.fcntl(near, F_SETFL, O_RDWR | O_NONBLOCK).unwrap();
@@ -127,11 +103,7 @@ fn ipcd_errnos_cross_the_wire_unchanged() {
     assert_eq!(client.fpath(far).unwrap(), b"chan:x");
     client.write(far, b"last words").unwrap();
     client.close(far).unwrap();
-    assert_eq!(
-        client.read(near, 64).unwrap(),
-        b"last words",
-        "buffered data survives"
-    );
+    assert_eq!(client.read(near, 64).unwrap(), b"last words", "buffered data survives");
     assert_eq!(client.read(near, 64).unwrap(), b"", "then end of file");
     assert_eq!(client.write(near, b"?"), Err(Errno::EPIPE.into()));
 }
@@ -140,25 +112,17 @@ fn ipcd_errnos_cross_the_wire_unchanged() {
 fn readiness_is_posted_as_events() {
     let client = spawn("chand", "chan");
     let listener = client.open("ev", O_CREAT | O_RDWR).unwrap();
-    assert_eq!(
-        client.fevent(listener, EVENT_READ.bits() as u64).unwrap(),
-        0
-    );
+    assert_eq!(client.fevent(listener, EVENT_READ.bits() as u64).unwrap(), 0);
     let near = client.open("ev", O_RDWR).unwrap();
     let event = client.events().recv_timeout(PROMPTLY).unwrap();
-    assert_eq!(
-        (event.fd, event.flags),
-        (listener, (EVENT_READ | EVENT_WRITE).bits() as u64)
-    );
+    assert_eq!((event.fd, event.flags), (listener, (EVENT_READ | EVENT_WRITE).bits() as u64));
     let far = client.dup(listener, b"listen").unwrap();
     let event = client.events().recv_timeout(PROMPTLY).unwrap();
     assert_eq!((event.fd, event.flags), (near, EVENT_WRITE.bits() as u64));
     client.write(far, b"ping").unwrap();
     let event = client.events().recv_timeout(PROMPTLY).unwrap();
     assert_eq!((event.fd, event.flags), (near, EVENT_READ.bits() as u64));
-    let ready = client
-        .fevent(near, (EVENT_READ | EVENT_WRITE).bits() as u64)
-        .unwrap();
+    let ready = client.fevent(near, (EVENT_READ | EVENT_WRITE).bits() as u64).unwrap();
     assert_eq!(ready, (EVENT_READ | EVENT_WRITE).bits() as u64);
 }
 
@@ -172,10 +136,7 @@ fn a_daemon_killed_mid_call_fails_every_outstanding_call_within_a_second() {
             let call = if n % 2 == 0 {
                 Call::Read { fd, len: 1 }
             } else {
-                Call::Dup {
-                    fd,
-                    buf: b"listen".as_slice().into(),
-                }
+                Call::Dup { fd, buf: b"listen".as_slice().into() }
             };
             client.start(call).unwrap()
         })
@@ -184,17 +145,9 @@ fn a_daemon_killed_mid_call_fails_every_outstanding_call_within_a_second() {
     rustix::process::kill_process(pid, rustix::process::Signal::KILL).unwrap();
     let killed = Instant::now();
     for call in parked {
-        let result = call
-            .wait_timeout(Duration::from_secs(1))
-            .expect("answered within 1 s");
-        assert!(
-            matches!(result, Err(CallError::Disconnected(_))),
-            "{result:?}"
-        );
+        let result = call.wait_timeout(Duration::from_secs(1)).expect("answered within 1 s");
+        assert!(matches!(result, Err(CallError::Disconnected(_))), "{result:?}");
     }
     assert!(killed.elapsed() < Duration::from_secs(1));
-    assert!(matches!(
-        client.open("doomed", O_RDWR),
-        Err(CallError::Disconnected(_))
-    ));
+    assert!(matches!(client.open("doomed", O_RDWR), Err(CallError::Disconnected(_))));
 }

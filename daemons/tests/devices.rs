@@ -37,22 +37,9 @@ fn rand_reads_differ_and_permissions_are_checked() {
     assert_ne!(a, b);
     assert_eq!(client.write(fd, b"entropy").unwrap_or(7), 7);
     assert_eq!(client.fpath(fd).unwrap(), b"rand");
-    assert_eq!(
-        client.open("elsewhere", O_RDONLY),
-        Err(CallError::Errno(Errno::ENOENT))
-    );
-    assert_eq!(
-        client.open("", O_CREAT | O_EXCL | O_RDWR),
-        Err(CallError::Errno(Errno::EEXIST))
-    );
-    let user = client.with_caller(scheme_protocol::Caller {
-        pid: 9,
-        uid: 1000,
-        gid: 1000,
-    });
-    assert_eq!(
-        user.open("urandom", O_WRONLY),
-        Err(CallError::Errno(Errno::EPERM))
-    );
+    assert_eq!(client.open("elsewhere", O_RDONLY), Err(CallError::Errno(Errno::ENOENT)));
+    assert_eq!(client.open("", O_CREAT | O_EXCL | O_RDWR), Err(CallError::Errno(Errno::EEXIST)));
+    let user = client.with_caller(scheme_protocol::Caller { pid: 9, uid: 1000, gid: 1000 });
+    assert_eq!(user.open("urandom", O_WRONLY), Err(CallError::Errno(Errno::EPERM)));
     assert!(user.open("urandom", O_RDONLY).is_ok());
 }

@@ -9,10 +9,7 @@ use scheme_protocol::Error;
 fn a_daemon_serving_another_scheme_is_refused_by_name() {
     let err = Client::spawn(Command::new(env!("CARGO_BIN_EXE_chand")), "time").unwrap_err();
     assert!(matches!(err, Error::SchemeMismatch { .. }), "{err:?}");
-    assert_eq!(
-        err.to_string(),
-        "scheme mismatch: expected \"time\", peer serves \"chan\""
-    );
+    assert_eq!(err.to_string(), "scheme mismatch: expected \"time\", peer serves \"chan\"");
 }
 
 #[test]
@@ -21,11 +18,7 @@ fn a_program_that_does_not_speak_the_protocol_is_named_as_such() {
     echo.arg("this is not a scheme daemon");
     let err = Client::spawn(echo, "").unwrap_err();
     assert!(matches!(err, Error::NotAPeer { .. }), "{err:?}");
-    assert!(
-        err.to_string()
-            .contains("does not speak the scheme-bridge protocol"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("does not speak the scheme-bridge protocol"), "{err}");
 }
 
 #[test]
@@ -46,8 +39,5 @@ fn the_daemon_exits_when_the_client_goes_away() {
     let pid = client.daemon_pid().unwrap();
     drop(client);
     let gone = !std::path::Path::new(&format!("/proc/{pid}")).exists();
-    assert!(
-        gone,
-        "daemon {pid} still exists (zombie or running) after the client was dropped"
-    );
+    assert!(gone, "daemon {pid} still exists (zombie or running) after the client was dropped");
 }

@@ -77,7 +77,9 @@ impl Serialize for Bytes {
 
 impl<'de> Deserialize<'de> for Bytes {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_byte_buf(BytesVisitor)
+        // `deserialize_bytes` lets a slice decoder hand over the payload in place, so decoding
+        // copies it exactly once, into a buffer of exactly its length.
+        deserializer.deserialize_bytes(BytesVisitor)
     }
 }
 

@@ -21,6 +21,9 @@ pub const LEN_PREFIX: usize = 4;
 /// bytes always fits.
 pub const MAX_OVERHEAD: usize = 64;
 
+/// Buffers larger than this are released after use instead of kept for the next frame.
+const RETAINED_BUFFER: usize = 4 << 20;
+
 type Config = Configuration<LittleEndian, Fixint, Limit<MAX_FRAME>>;
 
 fn config() -> Config {
@@ -40,7 +43,8 @@ pub fn encode_frame(frame: &Frame, max: usize, out: &mut Vec<u8>) -> Result<()> 
         return Err(Error::Encode(err.to_string()));
     }
     let len = out.len() - start - LEN_PREFIX;
-    if len > max.min(MAX_FRAME) {
+    let max = max.min(MAX_FRAME);
+    if len > max {
         out.truncate(start);
         return Err(Error::Encode(format!(
             "{} frame of {len} bytes exceeds the peer's limit of {max} bytes",
@@ -52,8 +56,10 @@ pub fn encode_frame(frame: &Frame, max: usize, out: &mut Vec<u8>) -> Result<()> 
 }
 
 /// Decodes one frame body (without its length prefix). The whole body must be consumed.
+/// Payloads are copied straight out of `body`, so a length claimed inside it can never
+/// allocate more than the body holds.
 pub fn decode_body(body: &[u8]) -> Result<Frame> {
-    let (frame, used) = bincode::serde::decode_from_slice::<Frame, _>(body, config())
+    let (frame, used) = bincode::serde::borrow_decode_from_slice::<Frame, _>(body, config())
         .map_err(|err| Error::Decode(err.to_string()))?;
     match body.len() - used {
         0 => Ok(frame),
@@ -73,11 +79,7 @@ pub struct FrameReader<R> {
 impl<R: Read> FrameReader<R> {
     /// Reads frames of at most `max` body bytes (capped at [`MAX_FRAME`]).
     pub fn new(inner: R, max: usize) -> Self {
-        FrameReader {
-            inner,
-            max: max.min(MAX_FRAME),
-            body: Vec::new(),
-        }
+        FrameReader { inner, max: max.min(MAX_FRAME), body: Vec::new() }
     }
 
     /// Reads and decodes the next frame. [`Error::Closed`] at a clean end of stream.
@@ -92,12 +94,7 @@ impl<R: Read> FrameReader<R> {
         match read_full(&mut self.inner, &mut prefix)? {
             0 => return Err(Error::Closed),
             LEN_PREFIX => {}
-            got => {
-                return Err(Error::Truncated {
-                    expected: LEN_PREFIX,
-                    got,
-                })
-            }
+            got => return Err(Error::Truncated { expected: LEN_PREFIX, got }),
         }
         let len = u32::from_le_bytes(prefix) as usize;
         if len > self.max {
@@ -105,16 +102,15 @@ impl<R: Read> FrameReader<R> {
             self.body.extend_from_slice(&prefix);
             return Err(Error::FrameTooLarge { len, max: self.max });
         }
+        if self.body.capacity() > RETAINED_BUFFER {
+            self.body = Vec::new();
+        }
         self.body.clear();
-        self.body.reserve(len);
-        let got = (&mut self.inner)
-            .take(len as u64)
-            .read_to_end(&mut self.body)?;
+        // A peer that announces a large frame and stalls costs at most RETAINED_BUFFER up front.
+        self.body.reserve(len.min(RETAINED_BUFFER));
+        let got = (&mut self.inner).take(len as u64).read_to_end(&mut self.body)?;
         if got < len {
-            return Err(Error::Truncated {
-                expected: LEN_PREFIX + len,
-                got: LEN_PREFIX + got,
-            });
+            return Err(Error::Truncated { expected: LEN_PREFIX + len, got: LEN_PREFIX + got });
         }
         Ok(&self.body)
     }
@@ -146,11 +142,7 @@ pub struct FrameWriter<W> {
 impl<W: Write> FrameWriter<W> {
     /// Writes frames of at most `max` body bytes (the peer's limit).
     pub fn new(inner: W, max: usize) -> Self {
-        FrameWriter {
-            inner,
-            max: max.min(MAX_FRAME),
-            buf: Vec::new(),
-        }
+        FrameWriter { inner, max: max.min(MAX_FRAME), buf: Vec::new() }
     }
 
     /// Encodes and writes one frame, then flushes.
@@ -167,7 +159,7 @@ impl<W: Write> FrameWriter<W> {
         }
         self.inner.write_all(&self.buf)?;
         self.inner.flush()?;
-        if self.buf.capacity() > 4 << 20 {
+        if self.buf.capacity() > RETAINED_BUFFER {
             self.buf = Vec::new();
         }
         Ok(())
@@ -211,15 +203,8 @@ mod tests {
     fn sample() -> Frame {
         Frame::Call {
             tag: Tag(7),
-            caller: Caller {
-                pid: 1,
-                uid: 2,
-                gid: 3,
-            },
-            call: Call::Write {
-                fd: Fd(4),
-                data: vec![1, 2, 3].into(),
-            },
+            caller: Caller { pid: 1, uid: 2, gid: 3 },
+            call: Call::Write { fd: Fd(4), data: vec![1, 2, 3].into() },
         }
     }
 
@@ -249,16 +234,10 @@ mod tests {
         encode_frame(&sample(), MAX_FRAME, &mut bytes).unwrap();
         for cut in 1..bytes.len() {
             let mut reader = FrameReader::new(&bytes[..cut], MAX_FRAME);
-            assert!(
-                matches!(reader.read_frame(), Err(Error::Truncated { .. })),
-                "cut {cut}"
-            );
+            assert!(matches!(reader.read_frame(), Err(Error::Truncated { .. })), "cut {cut}");
         }
         let mut reader = FrameReader::new(&bytes[..], 10);
-        assert!(matches!(
-            reader.read_frame(),
-            Err(Error::FrameTooLarge { len: 51, max: 10 })
-        ));
+        assert!(matches!(reader.read_frame(), Err(Error::FrameTooLarge { len: 51, max: 10 })));
     }
 
     #[test]

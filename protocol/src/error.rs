@@ -48,6 +48,13 @@ pub enum Error {
         /// The first bytes received, for the error message.
         first_bytes: Vec<u8>,
     },
+    /// The peer announced a `max_frame` too small to carry any call.
+    FrameLimitTooSmall {
+        /// What the peer announced.
+        theirs: usize,
+        /// The smallest limit accepted.
+        min: usize,
+    },
     /// The peer serves (or wants) another scheme.
     SchemeMismatch {
         /// The scheme we serve or want.
@@ -87,6 +94,9 @@ impl fmt::Display for Error {
                 "peer does not speak the scheme-bridge protocol (first bytes {:?})",
                 String::from_utf8_lossy(first_bytes)
             ),
+            Error::FrameLimitTooSmall { theirs, min } => {
+                write!(f, "peer accepts frames of only {theirs} bytes (at least {min} needed)")
+            }
             Error::SchemeMismatch { ours, theirs } => {
                 write!(f, "scheme mismatch: expected {ours:?}, peer serves {theirs:?}")
             }

@@ -9,6 +9,12 @@ use crate::codec::{decode_body, FrameReader, FrameWriter, MAX_FRAME};
 use crate::error::{Error, Result};
 use crate::message::{Frame, Hello, MAGIC, VERSION};
 
+/// The smallest `max_frame` a side may announce: room for any header and a useful payload.
+pub const MIN_FRAME: usize = 4096;
+
+/// The frame variant index of `Hello`, as it starts a body.
+const HELLO_VARIANT: [u8; 4] = [0; 4];
+
 /// What the peer announced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
@@ -18,13 +24,14 @@ pub struct Peer {
     pub max_frame: usize,
 }
 
-/// Our hello for `scheme`, accepting bodies of up to `max_frame` bytes.
+/// Our hello for `scheme`, accepting bodies of up to `max_frame` bytes (clamped to
+/// [`MIN_FRAME`]..=[`MAX_FRAME`]).
 pub fn hello(scheme: &str, max_frame: usize) -> Hello {
     Hello {
         magic: MAGIC,
         version: VERSION,
         scheme: scheme.to_owned(),
-        max_frame: max_frame.min(MAX_FRAME) as u32,
+        max_frame: max_frame.clamp(MIN_FRAME, MAX_FRAME) as u32,
     }
 }
 
@@ -39,57 +46,51 @@ pub fn handshake<R: Read, W: Write>(
     reader.set_max(ours.max_frame as usize);
     let theirs = read_hello(reader)?;
     if !ours.scheme.is_empty() && !theirs.scheme.is_empty() && ours.scheme != theirs.scheme {
-        return Err(Error::SchemeMismatch {
-            ours: ours.scheme.clone(),
-            theirs: theirs.scheme,
-        });
+        return Err(Error::SchemeMismatch { ours: ours.scheme.clone(), theirs: theirs.scheme });
     }
     let max_frame = (theirs.max_frame as usize).min(MAX_FRAME);
+    if max_frame < MIN_FRAME {
+        return Err(Error::FrameLimitTooSmall { theirs: max_frame, min: MIN_FRAME });
+    }
     writer.set_max(max_frame);
-    Ok(Peer {
-        scheme: theirs.scheme,
-        max_frame,
-    })
+    Ok(Peer { scheme: theirs.scheme, max_frame })
 }
 
 /// Reads the first frame and insists that it is a hello of our version.
 pub fn read_hello<R: Read>(reader: &mut FrameReader<R>) -> Result<Hello> {
     let body = match reader.read_body() {
         Ok(body) => body,
-        Err(Error::FrameTooLarge { .. }) => {
-            return Err(Error::NotAPeer {
-                first_bytes: reader.last_bytes().to_vec(),
-            })
-        }
+        Err(Error::FrameTooLarge { .. }) => return Err(not_a_peer(reader.last_bytes())),
         Err(err) => return Err(err),
     };
+    if body.len() >= 4 && body[..4] != HELLO_VARIANT {
+        // Another frame first is a confused peer; anything else is not a peer at all.
+        return match decode_body(body) {
+            Ok(other) => Err(Error::Unexpected { got: other.kind(), expected: "Hello" }),
+            Err(_) => Err(not_a_peer(body)),
+        };
+    }
     check_prefix(body)?;
     match decode_body(body)? {
         Frame::Hello(hello) => Ok(hello),
-        other => Err(Error::Unexpected {
-            got: other.kind(),
-            expected: "Hello",
-        }),
+        other => Err(Error::Unexpected { got: other.kind(), expected: "Hello" }),
     }
 }
 
-/// Checks variant, magic and version at their fixed offsets (PROTOCOL.md, "Hello").
+/// Checks magic and version at their fixed offsets (PROTOCOL.md, "Handshake").
 fn check_prefix(body: &[u8]) -> Result<()> {
-    const HELLO_VARIANT: [u8; 4] = [0; 4];
-    let not_a_peer = || Error::NotAPeer {
-        first_bytes: body[..body.len().min(16)].to_vec(),
-    };
-    if body.len() < 16 || body[..4] != HELLO_VARIANT || body[4..12] != MAGIC {
-        return Err(not_a_peer());
+    if body.len() < 16 || body[4..12] != MAGIC {
+        return Err(not_a_peer(body));
     }
     let theirs = u32::from_le_bytes([body[12], body[13], body[14], body[15]]);
     if theirs != VERSION {
-        return Err(Error::Version {
-            ours: VERSION,
-            theirs,
-        });
+        return Err(Error::Version { ours: VERSION, theirs });
     }
     Ok(())
+}
+
+fn not_a_peer(first_bytes: &[u8]) -> Error {
+    Error::NotAPeer { first_bytes: first_bytes[..first_bytes.len().min(16)].to_vec() }
 }
 
 #[cfg(test)]
@@ -113,30 +114,18 @@ mod tests {
     #[test]
     fn agrees_on_the_smaller_frame_limit_and_learns_the_scheme() {
         let peer = against(&bytes_of(hello("chan", 4096)), &hello("", MAX_FRAME)).unwrap();
-        assert_eq!(
-            peer,
-            Peer {
-                scheme: "chan".into(),
-                max_frame: 4096
-            }
-        );
+        assert_eq!(peer, Peer { scheme: "chan".into(), max_frame: 4096 });
     }
 
     #[test]
     fn another_version_is_refused_with_both_versions_named() {
         // A future hello may have other fields after the version; only the prefix is read.
-        let mut future = bytes_of(Hello {
-            version: 2,
-            ..hello("chan", 4096)
-        });
+        let mut future = bytes_of(Hello { version: 2, ..hello("chan", 4096) });
         future.extend_from_slice(&[0xee; 9]);
         let len = (future.len() - 4) as u32;
         future[..4].copy_from_slice(&len.to_le_bytes());
         let err = against(&future, &hello("chan", MAX_FRAME)).unwrap_err();
-        assert!(
-            matches!(err, Error::Version { ours: 1, theirs: 2 }),
-            "{err:?}"
-        );
+        assert!(matches!(err, Error::Version { ours: 1, theirs: 2 }), "{err:?}");
         assert_eq!(
             err.to_string(),
             "protocol version mismatch: we speak version 1, the peer speaks version 2"
@@ -158,10 +147,7 @@ mod tests {
 
     #[test]
     fn a_silent_peer_is_a_closed_stream_not_a_hang() {
-        assert!(matches!(
-            against(b"", &hello("", MAX_FRAME)),
-            Err(Error::Closed)
-        ));
+        assert!(matches!(against(b"", &hello("", MAX_FRAME)), Err(Error::Closed)));
     }
 
     #[test]
@@ -169,9 +155,14 @@ mod tests {
         let mut bytes = Vec::new();
         let frame = Frame::Cancel { tag: crate::Tag(1) };
         encode_frame(&frame, MAX_FRAME, &mut bytes).unwrap();
-        assert!(matches!(
-            against(&bytes, &hello("", MAX_FRAME)),
-            Err(Error::NotAPeer { .. })
-        ));
+        let err = against(&bytes, &hello("", MAX_FRAME)).unwrap_err();
+        assert!(matches!(err, Error::Unexpected { got: "Cancel", expected: "Hello" }), "{err:?}");
+    }
+
+    #[test]
+    fn a_peer_announcing_a_uselessly_small_frame_limit_is_refused() {
+        let tiny = Hello { max_frame: 100, ..hello("chan", MAX_FRAME) };
+        let err = against(&bytes_of(tiny), &hello("", MAX_FRAME)).unwrap_err();
+        assert!(matches!(err, Error::FrameLimitTooSmall { theirs: 100, min: 4096 }), "{err:?}");
     }
 }

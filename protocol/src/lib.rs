@@ -8,12 +8,7 @@
 //! The byte layout is documented, with worked examples, in `PROTOCOL.md`.
 
 #![forbid(unsafe_code)]
-#![warn(
-    missing_docs,
-    missing_debug_implementations,
-    rust_2018_idioms,
-    unreachable_pub
-)]
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 
 mod bytes;
 pub mod codec;
@@ -24,7 +19,7 @@ pub mod message;
 pub use bytes::Bytes;
 pub use codec::{FrameReader, FrameWriter, MAX_FRAME, MAX_OVERHEAD};
 pub use error::{Error, Result};
-pub use handshake::{handshake, hello, Peer};
+pub use handshake::{handshake, hello, Peer, MIN_FRAME};
 pub use message::{
     Call, Caller, Errno, Fd, Frame, Hello, Reply, Response, Stat, StatVfs, Tag, TimeSpec, MAGIC,
     VERSION,

@@ -202,11 +202,7 @@ pub enum Frame {
     /// Both directions, first frame, exactly once.
     Hello(Hello),
     /// Caller -> daemon: a scheme call.
-    Call {
-        tag: Tag,
-        caller: Caller,
-        call: Call,
-    },
+    Call { tag: Tag, caller: Caller, call: Call },
     /// Caller -> daemon: the caller gave up on `tag` (a signal); it has already been told EINTR.
     Cancel { tag: Tag },
     /// Daemon -> caller: the answer to `tag`, in any order.

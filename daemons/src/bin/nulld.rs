@@ -6,7 +6,5 @@ use scheme_bridge::serve_scheme_mut;
 use scheme_daemons::zero::{Kind, ZeroScheme};
 
 fn main() -> ExitCode {
-    scheme_daemons::run("null", |socket| {
-        serve_scheme_mut(socket, &mut ZeroScheme::new(Kind::Null))
-    })
+    scheme_daemons::run("null", |socket| serve_scheme_mut(socket, &mut ZeroScheme::new(Kind::Null)))
 }
