@@ -42,9 +42,11 @@ pub fn handshake<R: Read, W: Write>(
     writer: &mut FrameWriter<W>,
     ours: &Hello,
 ) -> Result<Peer> {
-    writer.write_frame(&Frame::Hello(ours.clone()))?;
+    let sent = writer.write_frame(&Frame::Hello(ours.clone()));
     reader.set_max(ours.max_frame as usize);
+    // What the peer said explains more than a broken pipe (it may have exited after talking).
     let theirs = read_hello(reader)?;
+    sent?;
     if !ours.scheme.is_empty() && !theirs.scheme.is_empty() && ours.scheme != theirs.scheme {
         return Err(Error::SchemeMismatch { ours: ours.scheme.clone(), theirs: theirs.scheme });
     }
