@@ -9,10 +9,11 @@ use std::fmt;
 use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::trace::Trace;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use log::{debug, error, warn};
 use scheme_protocol::{
@@ -77,28 +78,85 @@ pub struct Event {
     pub flags: u64,
 }
 
-/// Outstanding calls, shared with the reader thread.
-#[derive(Debug, Default)]
-struct Table {
-    waiting: HashMap<Tag, Sender<Response>>,
-    /// Set once the stream is gone; later calls fail with it at once.
-    dead: Option<Arc<str>>,
+/// A completion run on the reply reader thread; it must not block.
+pub type Completion = Box<dyn FnOnce(CallResult<Reply>) + Send>;
+
+/// Who is waiting for a tag: a thread blocked in [`PendingCall::wait`], or a completion.
+enum Waiter {
+    Thread(Sender<Response>),
+    Completion(Completion),
 }
 
-#[derive(Debug)]
-struct Calls(Mutex<Table>);
+impl Waiter {
+    fn finish(self, result: CallResult<Reply>) {
+        match self {
+            Waiter::Thread(tx) => {
+                // A dropped sender already tells a waiting thread it was disconnected.
+                if let Ok(reply) = result {
+                    let _ = tx.send(Ok(reply));
+                } else if let Err(CallError::Errno(errno)) = result {
+                    let _ = tx.send(Err(errno));
+                }
+            }
+            Waiter::Completion(done) => done(result),
+        }
+    }
+}
+
+/// Outstanding calls, shared with the reader thread.
+#[derive(Default)]
+struct Table {
+    waiting: HashMap<Tag, Waiter>,
+    /// Set once the stream is gone; later calls fail with it at once.
+    dead: Option<Arc<str>>,
+    /// Dropped when the stream dies, which wakes every [`Client::closed`] receiver.
+    alive: Option<Sender<()>>,
+}
+
+struct Calls {
+    table: Mutex<Table>,
+    closed: Receiver<()>,
+    trace: OnceLock<Arc<Trace>>,
+}
 
 impl Calls {
+    fn new() -> Calls {
+        let (alive, closed) = crossbeam_channel::bounded(0);
+        let table = Table { alive: Some(alive), ..Table::default() };
+        Calls { table: Mutex::new(table), closed, trace: OnceLock::new() }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Table> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Hands `result` to whoever waits for `tag`.
+    fn finish(&self, tag: Tag, result: CallResult<Reply>) {
+        let waiter = self.lock().waiting.remove(&tag);
+        if let Some(trace) = self.trace.get() {
+            trace.finished(tag, &result);
+        }
+        match waiter {
+            Some(waiter) => waiter.finish(result),
+            None => warn!("daemon answered unknown tag {}; dropped", tag.0),
+        }
     }
 
     /// Marks the stream dead and fails every outstanding call.
     fn fail_all(&self, why: &str) {
-        let mut table = self.lock();
-        let why: Arc<str> = table.dead.clone().unwrap_or_else(|| why.into());
-        table.dead = Some(why);
-        table.waiting.clear(); // dropping the senders wakes every waiter
+        let (waiters, why) = {
+            let mut table = self.lock();
+            let why: Arc<str> = table.dead.clone().unwrap_or_else(|| why.into());
+            table.dead = Some(why.clone());
+            table.alive = None;
+            (std::mem::take(&mut table.waiting), why)
+        };
+        for (tag, waiter) in waiters {
+            if let Some(trace) = self.trace.get() {
+                trace.finished(tag, &Err(CallError::Disconnected(why.clone())));
+            }
+            waiter.finish(Err(CallError::Disconnected(why.clone())));
+        }
     }
 }
 
@@ -168,7 +226,7 @@ impl Client {
         let mut frames_out: FrameWriter<Box<dyn Write + Send>> =
             FrameWriter::new(Box::new(writer), MAX_FRAME);
         let peer = handshake(&mut frames_in, &mut frames_out, &hello(scheme, MAX_FRAME))?;
-        let calls = Arc::new(Calls(Mutex::new(Table::default())));
+        let calls = Arc::new(Calls::new());
         let (event_tx, event_rx) = crossbeam_channel::bounded(EVENT_BACKLOG);
         let reader_calls = Arc::clone(&calls);
         let reader = std::thread::Builder::new()
@@ -218,18 +276,74 @@ impl Client {
 
     /// Sends `call` and returns at once; the answer is collected from the [`PendingCall`].
     pub fn start(&self, call: Call) -> CallResult<PendingCall> {
-        let tag = Tag(self.inner.next_tag.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = crossbeam_channel::bounded(1);
+        let tag = self.send_call(self.caller, call, Waiter::Thread(tx))?;
+        Ok(PendingCall { tag, reply: rx, client: self.clone() })
+    }
+
+    /// Sends `call` as `caller` and returns at once; `done` runs with the answer on the reply
+    /// reader thread (or at once, if the call cannot be sent), so it must not block. Returns
+    /// the tag, for [`Client::cancel`].
+    pub fn submit(&self, caller: Caller, call: Call, done: Completion) -> Tag {
+        let tag = self.next_tag();
+        let waiter = Waiter::Completion(done);
+        if let Err((err, waiter)) = self.send_with_tag(tag, caller, call, waiter) {
+            waiter.finish(Err(err));
+        }
+        tag
+    }
+
+    /// Gives up on `tag`: the daemon side answers it `EINTR` at once.
+    pub fn cancel(&self, tag: Tag) {
+        let _ = self.send(&Frame::Cancel { tag });
+    }
+
+    /// Becomes disconnected (every `recv` fails) once the daemon is gone.
+    pub fn closed(&self) -> Receiver<()> {
+        self.inner.calls.closed.clone()
+    }
+
+    /// Traces every call from now on: one line per answer, and statistics for a summary.
+    pub fn set_trace(&self, trace: Arc<Trace>) {
+        let _ = self.inner.calls.trace.set(trace);
+    }
+
+    fn next_tag(&self) -> Tag {
+        Tag(self.inner.next_tag.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn send_call(&self, caller: Caller, call: Call, waiter: Waiter) -> CallResult<Tag> {
+        let tag = self.next_tag();
+        self.send_with_tag(tag, caller, call, waiter).map_err(|(err, _)| err)?;
+        Ok(tag)
+    }
+
+    /// Registers `waiter` for `tag` and sends the call; gives the waiter back on failure.
+    fn send_with_tag(
+        &self,
+        tag: Tag,
+        caller: Caller,
+        call: Call,
+        waiter: Waiter,
+    ) -> Result<(), (CallError, Waiter)> {
         {
             let mut table = self.inner.calls.lock();
             if let Some(why) = &table.dead {
-                return Err(CallError::Disconnected(why.clone()));
+                return Err((CallError::Disconnected(why.clone()), waiter));
             }
-            table.waiting.insert(tag, tx);
+            table.waiting.insert(tag, waiter);
         }
         debug!("{} tag={} {call}", self.scheme(), tag.0);
-        self.send(&Frame::Call { tag, caller: self.caller, call })?;
-        Ok(PendingCall { tag, reply: rx, client: self.clone() })
+        if let Some(trace) = self.inner.calls.trace.get() {
+            trace.started(tag, &call);
+        }
+        match self.send(&Frame::Call { tag, caller, call }) {
+            Ok(()) => Ok(()),
+            Err(err) => match self.inner.calls.lock().waiting.remove(&tag) {
+                Some(waiter) => Err((err, waiter)),
+                None => Ok(()), // fail_all already answered it
+            },
+        }
     }
 
     /// Sends `call` and waits for its answer.
@@ -244,10 +358,7 @@ impl Client {
         };
         match writer.write_frame(frame) {
             Ok(()) => Ok(()),
-            Err(scheme_protocol::Error::Encode(what)) => {
-                self.forget(frame);
-                Err(CallError::Protocol(what))
-            }
+            Err(scheme_protocol::Error::Encode(what)) => Err(CallError::Protocol(what)),
             Err(err) => {
                 let why = format!("cannot write to the daemon: {err}");
                 error!("{why}");
@@ -256,12 +367,6 @@ impl Client {
                 self.inner.calls.fail_all(&why);
                 Err(CallError::Disconnected(why.into()))
             }
-        }
-    }
-
-    fn forget(&self, frame: &Frame) {
-        if let Frame::Call { tag, .. } = frame {
-            self.inner.calls.lock().waiting.remove(tag);
         }
     }
 
@@ -459,12 +564,9 @@ fn reap(mut child: Child) {
 fn read_replies<R: Read>(mut frames: FrameReader<R>, calls: &Calls, events: &Sender<Event>) {
     let why = loop {
         match frames.read_frame() {
-            Ok(Frame::Reply { tag, response }) => match calls.lock().waiting.remove(&tag) {
-                Some(waiter) => {
-                    let _ = waiter.send(response);
-                }
-                None => warn!("daemon answered unknown tag {}; dropped", tag.0),
-            },
+            Ok(Frame::Reply { tag, response }) => {
+                calls.finish(tag, response.map_err(CallError::Errno));
+            }
             Ok(Frame::Event { fd, flags }) => {
                 if events.try_send(Event { fd, flags }).is_err() {
                     warn!("event backlog full; dropped event fd={} flags={flags:#x}", fd.0);

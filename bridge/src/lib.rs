@@ -14,8 +14,10 @@ mod locate;
 mod packet;
 pub mod serve;
 mod socket;
+pub mod trace;
 
-pub use client::{CallError, CallResult, Client, Event, PendingCall};
+pub use client::{CallError, CallResult, Client, Completion, Event, PendingCall};
 pub use locate::find_daemon;
 pub use serve::{serve_block, serve_block_mut, serve_scheme, serve_scheme_mut};
 pub use socket::{EventPoster, Next, SchemeSocket, PACKET_SIZE};
+pub use trace::Trace;
