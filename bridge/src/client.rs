@@ -308,6 +308,17 @@ impl Client {
         let _ = self.inner.calls.trace.set(trace);
     }
 
+    /// Closes the connection for every clone: the daemon sees end of file and exits, a spawned
+    /// daemon is reaped (killed after a grace period), and outstanding calls fail.
+    pub fn shutdown(&self) {
+        self.inner.out.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let child = self.inner.child.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(child) = child {
+            reap(child);
+        }
+        self.inner.calls.fail_all("client shut down");
+    }
+
     fn next_tag(&self) -> Tag {
         Tag(self.inner.next_tag.fetch_add(1, Ordering::Relaxed))
     }

@@ -16,6 +16,7 @@
 //! [`run`] is the binaries' shared `main` (stdio wire, logging); it is not scheme logic.
 #![forbid(unsafe_code)]
 
+pub mod builtin;
 pub mod chan;
 pub mod rand;
 mod run;

@@ -1,10 +1,5 @@
-//! `nulld`: the `null:` scheme, served on stdio.
+//! `nulld`: the built-in `null:` scheme, served on stdio.
 
-use std::process::ExitCode;
-
-use scheme_bridge::serve_scheme_mut;
-use scheme_daemons::zero::{Kind, ZeroScheme};
-
-fn main() -> ExitCode {
-    scheme_daemons::run("null", |socket| serve_scheme_mut(socket, &mut ZeroScheme::new(Kind::Null)))
+fn main() -> std::process::ExitCode {
+    scheme_daemons::run("null", |socket| scheme_daemons::builtin::serve("null", socket))
 }

@@ -1,10 +1,5 @@
-//! `zerod`: the `zero:` scheme, served on stdio.
+//! `zerod`: the built-in `zero:` scheme, served on stdio.
 
-use std::process::ExitCode;
-
-use scheme_bridge::serve_scheme_mut;
-use scheme_daemons::zero::{Kind, ZeroScheme};
-
-fn main() -> ExitCode {
-    scheme_daemons::run("zero", |socket| serve_scheme_mut(socket, &mut ZeroScheme::new(Kind::Zero)))
+fn main() -> std::process::ExitCode {
+    scheme_daemons::run("zero", |socket| scheme_daemons::builtin::serve("zero", socket))
 }

@@ -1,0 +1,99 @@
+//! FUSE file handles -> daemon handles. Each FUSE open gets its own daemon handle (its own
+//! Redox open file description); the table remembers the daemon's idea of the file position,
+//! so a seek is sent only when the kernel's offset differs, and the poll handles to wake when
+//! the daemon posts an event for that daemon handle.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+
+use fuser::PollNotifier;
+use scheme_protocol::Fd;
+
+/// One open FUSE file.
+#[derive(Debug)]
+pub(crate) struct Handle {
+    pub(crate) scheme: usize,
+    pub(crate) fd: Fd,
+    /// No position, no page cache: reads and writes go straight to the daemon.
+    pub(crate) stream: bool,
+    /// Opened with O_APPEND: the daemon places writes, never seek.
+    pub(crate) append: bool,
+    io: Mutex<Io>,
+}
+
+/// The mutable part of a handle.
+#[derive(Debug, Default)]
+pub(crate) struct Io {
+    /// Where the daemon's position is believed to be; `None` = unknown, seek first.
+    pub(crate) pos: Option<u64>,
+    /// The Redox flags the daemon handle has now (for `F_SETFL` when `O_NONBLOCK` changes).
+    pub(crate) flags: usize,
+    /// The latest kernel poll handle waiting for this file.
+    pub(crate) poll: Option<PollNotifier>,
+    /// For directories: listing with the legacy newline format (no getdents).
+    pub(crate) legacy_listing: bool,
+}
+
+impl Handle {
+    pub(crate) fn new(scheme: usize, fd: Fd, stream: bool, flags: usize) -> Handle {
+        let append = flags & syscall::flag::O_APPEND != 0;
+        let io = Io { pos: Some(0), flags, ..Io::default() };
+        Handle { scheme, fd, stream, append, io: Mutex::new(io) }
+    }
+
+    pub(crate) fn io(&self) -> MutexGuard<'_, Io> {
+        self.io.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// All open FUSE files, and an index from daemon handle to FUSE handles for events.
+#[derive(Debug, Default)]
+pub(crate) struct Handles {
+    open: RwLock<HashMap<u64, Arc<Handle>>>,
+    by_daemon_fd: Mutex<HashMap<(usize, Fd), HashSet<u64>>>,
+    next: AtomicU64,
+}
+
+impl Handles {
+    pub(crate) fn insert(&self, handle: Handle) -> u64 {
+        let fh = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let key = (handle.scheme, handle.fd);
+        self.open.write().unwrap_or_else(PoisonError::into_inner).insert(fh, Arc::new(handle));
+        self.index().entry(key).or_default().insert(fh);
+        fh
+    }
+
+    pub(crate) fn get(&self, fh: u64) -> Option<Arc<Handle>> {
+        self.open.read().unwrap_or_else(PoisonError::into_inner).get(&fh).cloned()
+    }
+
+    pub(crate) fn remove(&self, fh: u64) -> Option<Arc<Handle>> {
+        let handle = self.open.write().unwrap_or_else(PoisonError::into_inner).remove(&fh)?;
+        let key = (handle.scheme, handle.fd);
+        let mut index = self.index();
+        if let Some(set) = index.get_mut(&key) {
+            set.remove(&fh);
+            if set.is_empty() {
+                index.remove(&key);
+            }
+        }
+        Some(handle)
+    }
+
+    /// The FUSE handles that use daemon handle `fd` of `scheme`.
+    pub(crate) fn for_daemon_fd(&self, scheme: usize, fd: Fd) -> Vec<Arc<Handle>> {
+        let fhs: Vec<u64> =
+            self.index().get(&(scheme, fd)).into_iter().flatten().copied().collect();
+        fhs.into_iter().filter_map(|fh| self.get(fh)).collect()
+    }
+
+    /// How many FUSE files are open.
+    pub(crate) fn len(&self) -> usize {
+        self.open.read().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    fn index(&self) -> MutexGuard<'_, HashMap<(usize, Fd), HashSet<u64>>> {
+        self.by_daemon_fd.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}

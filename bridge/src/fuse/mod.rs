@@ -1,0 +1,202 @@
+//! FUSE -> wire: mounts scheme daemons as a Linux filesystem. The bridge owns the /dev/fuse
+//! descriptor ([`kernel`]) and relays it to fuser through a socket ([`proxy`]) so that
+//! FUSE_INTERRUPT reaches the bridge (fuser 0.18 would answer it ENOSYS, which switches
+//! interrupts off for the whole mount); the op table ([`SchemeFs`]) turns each FUSE request
+//! into scheme calls; daemon events wake the kernel's pollers.
+
+mod attr;
+mod dir;
+mod errno;
+mod flags;
+mod handles;
+mod inodes;
+mod interrupts;
+pub mod kernel;
+pub mod proxy;
+mod shared;
+mod steps;
+mod table;
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{select, Receiver, Sender};
+use log::{debug, warn};
+
+pub use table::SchemeFs;
+
+use crate::client::Client;
+use shared::{Scheme, Shared};
+
+/// The largest write the bridge asks the kernel for (the kernel may grant less).
+pub const DEFAULT_MAX_WRITE: u32 = 1 << 20;
+
+/// The FUSE header in front of a write's payload, with room to spare.
+const FUSE_HEADER: usize = 4096;
+
+/// How to mount.
+#[derive(Debug, Clone)]
+pub struct MountConfig {
+    /// Kernel mount options.
+    pub options: kernel::MountOptions,
+    /// Show every file as owned by this uid (`-o uid=N`).
+    pub uid: Option<u32>,
+    /// Show every file as owned by this gid (`-o gid=N`).
+    pub gid: Option<u32>,
+    /// Several schemes under one root that lists them (`--namespace`).
+    pub namespace: bool,
+    /// The largest write to ask the kernel for.
+    pub max_write: u32,
+}
+
+impl Default for MountConfig {
+    fn default() -> Self {
+        MountConfig {
+            options: kernel::MountOptions::default(),
+            uid: None,
+            gid: None,
+            namespace: false,
+            max_write: DEFAULT_MAX_WRITE,
+        }
+    }
+}
+
+/// A live mount. Dropping it unmounts.
+#[derive(Debug)]
+pub struct Mounted {
+    kernel: kernel::KernelMount,
+    session: Option<fuser::BackgroundSession>,
+    proxy: Option<proxy::Proxy>,
+    shared: Arc<Shared>,
+    stop_events: Option<Sender<()>>,
+    event_threads: Vec<JoinHandle<()>>,
+}
+
+/// Mounts `schemes` (name, connected client) at `mountpoint`. With one scheme and no
+/// namespace its root is the mount's root; otherwise each is a directory named after it.
+pub fn mount(
+    schemes: Vec<(String, Client)>,
+    mountpoint: &Path,
+    config: MountConfig,
+) -> io::Result<Mounted> {
+    if schemes.is_empty() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "no scheme to mount"));
+    }
+    let namespace = config.namespace || schemes.len() > 1;
+    let schemes = schemes.into_iter().map(|(name, client)| Scheme { name, client }).collect();
+    let owner = attr::Owner { uid: config.uid, gid: config.gid };
+    let shared = Arc::new(Shared::new(schemes, namespace, owner));
+    if let Some(warning) = kernel::check_request_timeout() {
+        warn!("{warning}");
+    }
+    let mut kernel = kernel::mount(mountpoint, &config.options)?;
+    let device = kernel.take_device().ok_or_else(|| io::Error::other("no /dev/fuse descriptor"))?;
+    let target = Arc::clone(&shared);
+    let message = config.max_write as usize + FUSE_HEADER;
+    let mut proxy =
+        proxy::spawn(device, message, Arc::new(move |unique| target.interrupt(unique)))?;
+    let max_write = config.max_write.min(proxy.max_message().saturating_sub(FUSE_HEADER) as u32);
+    let fs = SchemeFs { shared: Arc::clone(&shared), max_write };
+    let acl =
+        if config.options.allow_other { fuser::SessionACL::All } else { fuser::SessionACL::Owner };
+    let fuser_end =
+        proxy.take_fuser_end().ok_or_else(|| io::Error::other("proxy has no fuser end"))?;
+    let session = fuser::Session::from_fd(fs, fuser_end, acl, fuser::Config::default())?.spawn()?;
+    let (stop_events, stopped) = crossbeam_channel::bounded(0);
+    let event_threads = spawn_event_relays(&shared, &stopped)?;
+    debug!("mounted {} (max_write {max_write})", mountpoint.display());
+    Ok(Mounted {
+        kernel,
+        session: Some(session),
+        proxy: Some(proxy),
+        shared,
+        stop_events: Some(stop_events),
+        event_threads,
+    })
+}
+
+/// One thread per scheme: each event the daemon posts wakes the kernel pollers of every FUSE
+/// file open on that daemon handle (the kernel then polls again for the actual readiness).
+fn spawn_event_relays(
+    shared: &Arc<Shared>,
+    stopped: &Receiver<()>,
+) -> io::Result<Vec<JoinHandle<()>>> {
+    let mut threads = Vec::new();
+    for (index, scheme) in shared.schemes.iter().enumerate() {
+        let events = scheme.client.events().clone();
+        let (shared, stopped) = (Arc::downgrade(shared), stopped.clone());
+        let thread = std::thread::Builder::new().name(format!("{}-events", scheme.name)).spawn(
+            move || loop {
+                let event = select! {
+                    recv(events) -> event => match event { Ok(event) => event, Err(_) => return },
+                    recv(stopped) -> _ => return,
+                };
+                let Some(shared) = shared.upgrade() else { return };
+                for handle in shared.handles.for_daemon_fd(index, event.fd) {
+                    let poll = handle.io().poll.clone();
+                    if let Some(poll) = poll {
+                        let _ = poll.notify();
+                    }
+                }
+            },
+        )?;
+        threads.push(thread);
+    }
+    Ok(threads)
+}
+
+impl Mounted {
+    /// The clients, to watch for a daemon that dies.
+    pub fn clients(&self) -> Vec<Client> {
+        self.shared.schemes.iter().map(|s| s.client.clone()).collect()
+    }
+
+    /// Whether the kernel ended the session (someone ran `fusermount -u`, or it was aborted).
+    pub fn session_ended(&self) -> bool {
+        self.session.as_ref().is_none_or(|s| s.guard.is_finished())
+    }
+
+    /// Open FUSE files right now.
+    pub fn open_files(&self) -> usize {
+        self.shared.handles.len()
+    }
+
+    /// Unmounts, waits for the session to end and stops the daemons.
+    pub fn unmount(mut self) -> io::Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> io::Result<()> {
+        let result = self.kernel.unmount();
+        if let Some(session) = self.session.take() {
+            if let Err(err) = session.join() {
+                debug!("session ended with {err}");
+            }
+        }
+        if let Some(proxy) = self.proxy.take() {
+            if let Err(err) = proxy.join() {
+                debug!("relay ended with {err}");
+            }
+        }
+        self.stop_events.take();
+        for thread in self.event_threads.drain(..) {
+            let _ = thread.join();
+        }
+        for scheme in &self.shared.schemes {
+            scheme.client.shutdown();
+        }
+        result
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if self.session.is_some() {
+            if let Err(err) = self.shutdown() {
+                warn!("unmount failed: {err}");
+            }
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! The state behind the FUSE op table and the call sequences it uses. Every FUSE request is
+//! sent to the daemon and answered from the completion that runs when the reply arrives (on
+//! the client's reader thread), so the fuser loop never waits; a sequence (open, fstat, close)
+//! is a chain of completions, with later calls pipelined behind earlier ones where the daemon's
+//! in-order handling allows it.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use fuser::Errno as LinuxErrno;
+use log::debug;
+use scheme_protocol::{Call, Caller, Fd, Reply, Stat};
+use syscall::flag::{O_NOFOLLOW, O_STAT};
+
+use super::attr::Owner;
+use super::errno;
+use super::handles::Handles;
+use super::inodes::{Inodes, Node, NAMESPACE};
+use super::interrupts::Interrupts;
+use crate::client::{CallResult, Client};
+
+/// One daemon served by the mount.
+#[derive(Debug)]
+pub(crate) struct Scheme {
+    pub(crate) name: String,
+    pub(crate) client: Client,
+}
+
+/// Everything the op table shares with completions.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) schemes: Vec<Scheme>,
+    pub(crate) inodes: Mutex<Inodes>,
+    pub(crate) handles: Handles,
+    pub(crate) interrupts: Interrupts,
+    pub(crate) owner: Owner,
+}
+
+/// A Linux errno result.
+pub(crate) type FsResult<T> = Result<T, LinuxErrno>;
+
+impl Shared {
+    pub(crate) fn new(schemes: Vec<Scheme>, namespace: bool, owner: Owner) -> Shared {
+        let root_scheme = if namespace { NAMESPACE } else { 0 };
+        Shared {
+            schemes,
+            inodes: Mutex::new(Inodes::new(root_scheme)),
+            handles: Handles::default(),
+            interrupts: Interrupts::default(),
+            owner,
+        }
+    }
+
+    pub(crate) fn node(&self, ino: u64) -> FsResult<Node> {
+        let inodes = self.inodes.lock().unwrap_or_else(PoisonError::into_inner);
+        inodes.get(ino).cloned().ok_or(LinuxErrno::ESTALE)
+    }
+
+    pub(crate) fn inodes(&self) -> std::sync::MutexGuard<'_, Inodes> {
+        self.inodes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends `call` to `scheme`; `done` gets the answer.
+    pub(crate) fn call(
+        &self,
+        scheme: usize,
+        caller: Caller,
+        call: Call,
+        done: impl FnOnce(CallResult<Reply>) + Send + 'static,
+    ) {
+        self.schemes[scheme].client.submit(caller, call, Box::new(done));
+    }
+
+    /// Like [`Shared::call`], for a call that may block: FUSE request `unique` can interrupt it.
+    pub(crate) fn call_interruptible(
+        self: &Arc<Self>,
+        unique: u64,
+        scheme: usize,
+        caller: Caller,
+        call: Call,
+        done: impl FnOnce(CallResult<Reply>) + Send + 'static,
+    ) {
+        let this = Arc::clone(self);
+        let client = &self.schemes[scheme].client;
+        let tag = client.submit(
+            caller,
+            call,
+            Box::new(move |result| {
+                this.interrupts.finished(unique);
+                done(result);
+            }),
+        );
+        if let Some((scheme, tag)) = self.interrupts.started(unique, scheme, tag) {
+            self.cancel(scheme, tag);
+        }
+    }
+
+    /// The kernel interrupted request `unique`.
+    pub(crate) fn interrupt(&self, unique: u64) {
+        if let Some((scheme, tag)) = self.interrupts.interrupted(unique) {
+            self.cancel(scheme, tag);
+        }
+    }
+
+    fn cancel(&self, scheme: usize, tag: scheme_protocol::Tag) {
+        debug!("interrupt: cancelling tag {} of {}", tag.0, self.schemes[scheme].name);
+        self.schemes[scheme].client.cancel(tag);
+    }
+
+    /// Closes a daemon handle the bridge opened for itself; the answer does not matter.
+    pub(crate) fn close_quietly(&self, scheme: usize, caller: Caller, fd: Fd) {
+        self.call(scheme, caller, Call::Close { fd }, |_| {});
+    }
+
+    /// Opens `path`, runs `then` with the handle, and closes it right behind `then`'s calls.
+    pub(crate) fn with_open(
+        self: &Arc<Self>,
+        scheme: usize,
+        caller: Caller,
+        path: &str,
+        flags: usize,
+        then: impl FnOnce(FsResult<Fd>) + Send + 'static,
+    ) {
+        let this = Arc::clone(self);
+        let open = Call::Open { path: path.to_owned(), flags: flags as u64 };
+        self.call(scheme, caller, open, move |result| match fd_of(result) {
+            Ok(fd) => {
+                then(Ok(fd));
+                this.close_quietly(scheme, caller, fd);
+            }
+            Err(err) => then(Err(err)),
+        });
+    }
+
+    /// Stats `path` without side effects: an `O_STAT | O_NOFOLLOW` open, fstat, close.
+    pub(crate) fn stat_path(
+        self: &Arc<Self>,
+        scheme: usize,
+        caller: Caller,
+        path: &str,
+        done: impl FnOnce(FsResult<Stat>) + Send + 'static,
+    ) {
+        let this = Arc::clone(self);
+        self.with_open(scheme, caller, path, O_STAT | O_NOFOLLOW, move |fd| match fd {
+            Ok(fd) => this.call(scheme, caller, Call::Fstat { fd }, move |r| done(stat_of(r))),
+            Err(err) => done(Err(err)),
+        });
+    }
+
+    /// fstat of an open daemon handle.
+    pub(crate) fn fstat(
+        &self,
+        scheme: usize,
+        caller: Caller,
+        fd: Fd,
+        done: impl FnOnce(FsResult<Stat>) + Send + 'static,
+    ) {
+        self.call(scheme, caller, Call::Fstat { fd }, move |r| done(stat_of(r)));
+    }
+}
+
+/// A handle id from an open or dup answer.
+pub(crate) fn fd_of(result: CallResult<Reply>) -> FsResult<Fd> {
+    value_of(result).map(Fd)
+}
+
+/// A number from an answer.
+pub(crate) fn value_of(result: CallResult<Reply>) -> FsResult<u64> {
+    match result {
+        Ok(Reply::Value(value)) => Ok(value),
+        Ok(_) => Err(LinuxErrno::EIO),
+        Err(err) => Err(errno::of(&err)),
+    }
+}
+
+/// Bytes from an answer.
+pub(crate) fn data_of(result: CallResult<Reply>) -> FsResult<Vec<u8>> {
+    match result {
+        Ok(Reply::Data(bytes)) => Ok(bytes.into_vec()),
+        Ok(_) => Err(LinuxErrno::EIO),
+        Err(err) => Err(errno::of(&err)),
+    }
+}
+
+/// A stat from an answer.
+pub(crate) fn stat_of(result: CallResult<Reply>) -> FsResult<Stat> {
+    match result {
+        Ok(Reply::Stat(stat)) => Ok(stat),
+        Ok(_) => Err(LinuxErrno::EIO),
+        Err(err) => Err(errno::of(&err)),
+    }
+}
+
+/// Collects the answers of several pipelined calls and finishes once all are in, with the
+/// first error or the value the last step produced.
+pub(crate) struct Gather<T> {
+    state: Mutex<GatherState<T>>,
+}
+
+struct GatherState<T> {
+    left: usize,
+    error: Option<LinuxErrno>,
+    value: Option<T>,
+    finish: Option<Box<dyn FnOnce(FsResult<T>) + Send>>,
+}
+
+impl<T: Send + 'static> Gather<T> {
+    /// Waits for `calls` answers, then runs `finish`.
+    pub(crate) fn new(
+        calls: usize,
+        finish: impl FnOnce(FsResult<T>) + Send + 'static,
+    ) -> Arc<Self> {
+        let state =
+            GatherState { left: calls, error: None, value: None, finish: Some(Box::new(finish)) };
+        Arc::new(Gather { state: Mutex::new(state) })
+    }
+
+    /// One answer: an error (the first one wins), or the value (or `None` for "ok").
+    pub(crate) fn arrive(&self, result: FsResult<Option<T>>) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        match result {
+            Ok(Some(value)) => state.value = Some(value),
+            Ok(None) => {}
+            Err(err) => {
+                state.error.get_or_insert(err);
+            }
+        }
+        state.left -= 1;
+        if state.left > 0 {
+            return;
+        }
+        let finish = state.finish.take().expect("finished once");
+        let outcome = match (state.error, state.value.take()) {
+            (Some(err), _) => Err(err),
+            (None, Some(value)) => Ok(value),
+            (None, None) => Err(LinuxErrno::EIO),
+        };
+        drop(state);
+        finish(outcome);
+    }
+}
+
+impl<T> std::fmt::Debug for Gather<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Gather")
+    }
+}

@@ -1,0 +1,168 @@
+//! The longer sequences behind some FUSE ops: creating a node (mkdir, symlink), removing one,
+//! and listing a directory page by page (getdents, or the legacy newline listing).
+
+use std::sync::Arc;
+
+use fuser::{
+    Errno as LinuxErrno, FileType, INodeNo, ReplyDirectory, ReplyEmpty, ReplyEntry, Request,
+};
+use scheme_protocol::{Bytes, Call, Caller};
+use syscall::flag::SEEK_SET;
+
+use super::attr;
+use super::dir::{self, Entry};
+use super::handles::Handle;
+use super::inodes::{Kind, NAMESPACE};
+use super::shared::{data_of, value_of};
+use super::table::SchemeFs;
+
+impl SchemeFs {
+    /// Creates `path` with `flags` (mkdir, symlink), writes `content` into it if given, and
+    /// answers the entry from an fstat of the new node.
+    pub(crate) fn create_node(
+        &self,
+        caller: Caller,
+        scheme: usize,
+        path: String,
+        flags: usize,
+        content: Option<Vec<u8>>,
+        reply: ReplyEntry,
+    ) {
+        let shared = Arc::clone(&self.shared);
+        let want_dir = content.is_none();
+        self.shared.with_open(scheme, caller, &path.clone(), flags, move |fd| {
+            let fd = match fd {
+                Ok(fd) => fd,
+                Err(err) => return reply.error(err),
+            };
+            if let Some(content) = content {
+                let write = Call::Write { fd, data: Bytes::from(content) };
+                shared.call(scheme, caller, write, |_| {});
+            }
+            let inner = Arc::clone(&shared);
+            shared.fstat(scheme, caller, fd, move |stat| match stat {
+                // A scheme that makes something else of O_DIRECTORY (chan makes a listener)
+                // cannot make directories.
+                Ok(stat) if want_dir && attr::kind_of(&stat) != Kind::Dir => {
+                    reply.error(LinuxErrno::EPERM)
+                }
+                Ok(stat) => {
+                    let ino = inner.inodes().lookup(scheme, &path, attr::kind_of(&stat));
+                    reply.entry(
+                        &std::time::Duration::ZERO,
+                        &attr::from_stat(ino, &stat, inner.owner),
+                        fuser::Generation(0),
+                    );
+                }
+                Err(err) => reply.error(err),
+            });
+        });
+    }
+
+    /// unlink or rmdir of `name` in `parent`.
+    pub(crate) fn remove(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &std::ffi::OsStr,
+        dir: bool,
+        reply: ReplyEmpty,
+    ) {
+        let (scheme, path) = match self.child(parent, name) {
+            Ok(child) if !child.1.is_empty() => child,
+            Ok(_) => return reply.error(LinuxErrno::EBUSY),
+            Err(err) => return reply.error(err),
+        };
+        let call = if dir {
+            Call::Rmdir { path: path.clone() }
+        } else {
+            Call::Unlink { path: path.clone() }
+        };
+        let shared = Arc::clone(&self.shared);
+        self.shared.call(scheme, caller_of(req), call, move |r| match value_of(r) {
+            Ok(_) => {
+                shared.inodes().unlinked(scheme, &path);
+                reply.ok();
+            }
+            Err(err) => reply.error(err),
+        });
+    }
+
+    /// The namespace root (or a scheme root that is no directory): the scheme names, or nothing.
+    pub(crate) fn list_namespace(&self, ino: INodeNo, offset: u64, mut reply: ReplyDirectory) {
+        let listing = self.shared.node(ino.0).map(|n| n.scheme == NAMESPACE).unwrap_or(false);
+        if !listing {
+            return reply.ok();
+        }
+        let start = dir::cursor(offset).unwrap_or(0) as usize;
+        for (index, scheme) in self.shared.schemes.iter().enumerate().skip(start) {
+            let cookie = index as u64 + 1 + 3;
+            if reply.add(INodeNo(index as u64 + 2), cookie, FileType::Directory, &scheme.name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    /// One page of a daemon directory from `cursor`: getdents first, the legacy listing if the
+    /// daemon has no getdents.
+    pub(crate) fn list(
+        &self,
+        caller: Caller,
+        handle: Arc<Handle>,
+        cursor: u64,
+        reply: ReplyDirectory,
+    ) {
+        if handle.io().legacy_listing {
+            return self.list_legacy(caller, handle, cursor, reply);
+        }
+        let call = Call::Getdents { fd: handle.fd, len: dir::CHUNK as u64, opaque: cursor };
+        let this = self.clone_ref();
+        self.shared.call(handle.scheme, caller, call, move |r| match data_of(r) {
+            Ok(records) => fill(reply, dir::parse_getdents(&records)),
+            Err(err) if is_unsupported(err) => {
+                handle.io().legacy_listing = true;
+                this.list_legacy(caller, handle, cursor, reply);
+            }
+            Err(err) => reply.error(err),
+        });
+    }
+
+    fn list_legacy(&self, caller: Caller, handle: Arc<Handle>, at: u64, reply: ReplyDirectory) {
+        let scheme = handle.scheme;
+        let seek = Call::Lseek { fd: handle.fd, offset: at as i64, whence: SEEK_SET as u64 };
+        self.shared.call(scheme, caller, seek, |_| {});
+        let read = Call::Read { fd: handle.fd, len: dir::CHUNK as u64 };
+        self.shared.call(scheme, caller, read, move |r| match data_of(r) {
+            Ok(chunk) => {
+                let at_eof = chunk.len() < dir::CHUNK;
+                fill(reply, dir::parse_legacy(&chunk, at, at_eof));
+            }
+            Err(err) => reply.error(err),
+        });
+    }
+
+    fn clone_ref(&self) -> SchemeFs {
+        SchemeFs { shared: Arc::clone(&self.shared), max_write: self.max_write }
+    }
+}
+
+/// Adds entries until the kernel's buffer is full.
+fn fill(mut reply: ReplyDirectory, entries: Vec<Entry>) {
+    for entry in entries {
+        let ino = INodeNo(if entry.inode == 0 { u64::MAX } else { entry.inode });
+        if reply.add(ino, entry.cookie, entry.kind, &entry.name) {
+            break;
+        }
+    }
+    reply.ok();
+}
+
+/// The daemon has no getdents (a legacy `handle` answers ENOSYS, mapped to EOPNOTSUPP).
+fn is_unsupported(err: LinuxErrno) -> bool {
+    err == LinuxErrno::EOPNOTSUPP || err == LinuxErrno::ENOSYS || err == LinuxErrno::EBADF
+}
+
+fn caller_of(req: &Request) -> Caller {
+    Caller { pid: u64::from(req.pid()), uid: req.uid(), gid: req.gid() }
+}

@@ -1,0 +1,36 @@
+//! The built-in daemons by name, so one program can serve any of them (the daemon binaries,
+//! and `schememount`, which re-executes itself in daemon mode to find them without setup).
+
+use std::io;
+
+use scheme_bridge::{serve_block_mut, serve_scheme_mut, SchemeSocket};
+
+use crate::chan::ChanScheme;
+use crate::rand::RandScheme;
+use crate::time::TimeScheme;
+use crate::zero::{Kind, ZeroScheme};
+
+/// The names of the built-in schemes.
+pub const BUILTIN: [&str; 5] = ["chan", "time", "null", "zero", "rand"];
+
+/// Serves the built-in scheme `name` on `socket` until the caller side closes.
+pub fn serve(name: &str, socket: &mut SchemeSocket) -> io::Result<()> {
+    let poster = socket.event_poster();
+    match name {
+        "chan" => {
+            let mut scheme = ChanScheme::new(Box::new(move |id, flags| poster.post(id, flags)));
+            serve_block_mut(socket, &mut scheme)
+        }
+        "time" => {
+            let mut scheme = TimeScheme::new(Box::new(move |id, flags| poster.post(id, flags)))?;
+            serve_scheme_mut(socket, &mut scheme)
+        }
+        "null" => serve_scheme_mut(socket, &mut ZeroScheme::new(Kind::Null)),
+        "zero" => serve_scheme_mut(socket, &mut ZeroScheme::new(Kind::Zero)),
+        "rand" => serve_scheme_mut(socket, &mut RandScheme::new()?),
+        other => Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no built-in scheme {other:?} (built in: {})", BUILTIN.join(", ")),
+        )),
+    }
+}

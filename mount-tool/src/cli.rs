@@ -1,0 +1,74 @@
+//! The command line, in one place (clap derive; the doc comments are the `--help` text).
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// Mount Redox scheme daemons as Linux filesystems.
+///
+/// Starts a built-in scheme daemon (chan, time, null, zero, rand) or any program that speaks
+/// the scheme-bridge wire protocol on stdin/stdout, and mounts it at MOUNTPOINT. Returns once
+/// the mount is ready; the exit status says whether mounting worked.
+///
+/// Examples:
+///   schememount chan /mnt/chan                      # ipcd's chan scheme
+///   schememount --namespace chan time rand /scheme  # /scheme/chan, /scheme/time, /scheme/rand
+///   schememount --daemon 'ssh host chand' chan /mnt/remote
+///   schememount -u /mnt/chan                        # unmount
+#[derive(Debug, Parser)]
+#[command(name = "schememount", version, verbatim_doc_comment)]
+pub(crate) struct Cli {
+    /// Scheme names, then the mount point. Several names need --namespace.
+    #[arg(value_name = "SCHEME... MOUNTPOINT", required = true, num_args = 1..)]
+    pub(crate) args: Vec<String>,
+
+    /// Run this command (through `sh -c`) as the daemon instead of a built-in one; it must speak
+    /// the wire protocol on stdin/stdout. A SCHEME given with it is the name it must serve.
+    #[arg(long, value_name = "COMMAND")]
+    pub(crate) daemon: Option<String>,
+
+    /// Mount several schemes under one root that lists them, like Redox's /scheme.
+    #[arg(long)]
+    pub(crate) namespace: bool,
+
+    /// Stay in the foreground.
+    #[arg(short = 'f', long)]
+    pub(crate) foreground: bool,
+
+    /// Trace every scheme call to stderr and print a per-call summary at exit (implies -f).
+    #[arg(short = 'd', long)]
+    pub(crate) debug: bool,
+
+    /// Mount options, comma separated: ro, allow_other, default_permissions, uid=N, gid=N,
+    /// max_write=BYTES, noauto_unmount.
+    #[arg(short = 'o', value_name = "OPTIONS", action = clap::ArgAction::Append)]
+    pub(crate) options: Vec<String>,
+
+    /// Unmount MOUNTPOINT instead of mounting.
+    #[arg(short = 'u', long = "unmount")]
+    pub(crate) unmount: bool,
+
+    /// With -u: detach now even if busy (the connection lives until the last file closes).
+    #[arg(long, requires = "unmount")]
+    pub(crate) lazy: bool,
+
+    /// With -u: abort the FUSE connection first (every blocked call fails), then detach.
+    #[arg(long, requires = "unmount", conflicts_with = "lazy")]
+    pub(crate) abort: bool,
+
+    /// Internal: serve the built-in SCHEME on stdin/stdout (how schememount starts daemons).
+    #[arg(long, hide = true, value_name = "SCHEME", exclusive = true)]
+    pub(crate) serve: Option<String>,
+}
+
+impl Cli {
+    /// The mount point: the last positional argument.
+    pub(crate) fn mountpoint(&self) -> PathBuf {
+        PathBuf::from(self.args.last().expect("clap requires one"))
+    }
+
+    /// The scheme names: every positional argument but the last.
+    pub(crate) fn schemes(&self) -> &[String] {
+        &self.args[..self.args.len() - 1]
+    }
+}

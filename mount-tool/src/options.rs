@@ -1,0 +1,54 @@
+//! `-o` mount options -> the bridge's mount configuration.
+
+use anyhow::{bail, Context, Result};
+use scheme_bridge::fuse::MountConfig;
+
+/// Parses every `-o` argument (each a comma-separated list) into `config`.
+pub(crate) fn apply(config: &mut MountConfig, options: &[String]) -> Result<()> {
+    for option in options.iter().flat_map(|list| list.split(',')).filter(|o| !o.is_empty()) {
+        let (key, value) = match option.split_once('=') {
+            Some((key, value)) => (key, Some(value)),
+            None => (option, None),
+        };
+        match (key, value) {
+            ("ro", None) => config.options.read_only = true,
+            ("rw", None) => config.options.read_only = false,
+            ("allow_other", None) => config.options.allow_other = true,
+            ("default_permissions", None) => config.options.default_permissions = true,
+            ("noauto_unmount", None) => config.options.auto_unmount = false,
+            ("uid", Some(v)) => config.uid = Some(number(key, v)?),
+            ("gid", Some(v)) => config.gid = Some(number(key, v)?),
+            ("max_write", Some(v)) => config.max_write = number(key, v)?,
+            (key, _) => bail!("unknown mount option {key:?} (known: ro, allow_other, default_permissions, uid=N, gid=N, max_write=N, noauto_unmount)"),
+        }
+    }
+    Ok(())
+}
+
+fn number(key: &str, value: &str) -> Result<u32> {
+    value.parse().with_context(|| format!("option {key}={value}: not a number"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_options() {
+        let mut config = MountConfig::default();
+        let opts = vec!["ro,allow_other".to_owned(), "uid=7,gid=8,default_permissions".to_owned()];
+        apply(&mut config, &opts).unwrap();
+        assert!(config.options.read_only && config.options.allow_other);
+        assert!(config.options.default_permissions);
+        assert_eq!((config.uid, config.gid), (Some(7), Some(8)));
+    }
+
+    #[test]
+    fn refuses_unknown_options_and_bad_numbers() {
+        let mut config = MountConfig::default();
+        let err = apply(&mut config, &["bogus".to_owned()]).unwrap_err();
+        assert!(err.to_string().contains("unknown mount option \"bogus\""), "{err}");
+        let err = apply(&mut config, &["uid=me".to_owned()]).unwrap_err();
+        assert!(err.to_string().contains("not a number"), "{err}");
+    }
+}

@@ -1,0 +1,144 @@
+//! The foreground life of a mount: start the daemons, mount, report ready, then wait for a
+//! signal (SIGINT, SIGTERM, SIGHUP: clean unmount, exit 0), a daemon that dies (its pending
+//! calls have already failed with EIO; unmount, exit 1) or an unmount from outside (exit 0).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use crossbeam_channel::{tick, Receiver};
+use log::info;
+use scheme_bridge::fuse::{self, MountConfig, Mounted};
+use scheme_bridge::{Client, Trace};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::{Handle, Signals};
+
+use crate::cli::Cli;
+use crate::{background, daemon, options};
+
+/// Why the mount ended.
+enum End {
+    Signal(i32),
+    DaemonDied(String),
+    UnmountedElsewhere,
+}
+
+/// Mounts and serves until the end; the result is the exit status.
+pub(crate) fn mount_and_serve(cli: &Cli) -> Result<bool> {
+    let mountpoint = cli.mountpoint();
+    let schemes = cli.schemes();
+    if schemes.len() > 1 && !cli.namespace {
+        bail!("several schemes need --namespace (got {})", schemes.join(", "));
+    }
+    let mut config = MountConfig { namespace: cli.namespace, ..MountConfig::default() };
+    config.options.auto_unmount = true;
+    config.options.subtype = "schememount".into();
+    config.options.fsname = fsname(cli);
+    options::apply(&mut config, &cli.options)?;
+    // Signals are caught before anything starts, so none is lost while mounting.
+    let signals = Signals::new([SIGINT, SIGTERM, SIGHUP]).context("cannot catch signals")?;
+    let (signal_rx, signal_handle) = forward_signals(signals)?;
+    let clients = start_daemons(cli)?;
+    let trace = cli.debug.then(|| Arc::new(Trace::new()));
+    if let Some(trace) = &trace {
+        clients.iter().for_each(|(_, client)| client.set_trace(Arc::clone(trace)));
+    }
+    let mounted = fuse::mount(clients, &mountpoint, config)
+        .with_context(|| format!("cannot mount on {}", mountpoint.display()))?;
+    info!("mounted {} on {}", cli.args[..cli.args.len() - 1].join(" "), mountpoint.display());
+    background::report_ready()?;
+    let end = wait_for_end(&mounted, &signal_rx);
+    let clean = finish(mounted, &end, &mountpoint);
+    signal_handle.close();
+    if let Some(trace) = trace {
+        eprint!("{}", trace.summary());
+    }
+    Ok(clean)
+}
+
+fn fsname(cli: &Cli) -> String {
+    match &cli.daemon {
+        Some(command) => format!("scheme:{command}"),
+        None => format!("scheme:{}", cli.schemes().join("+")),
+    }
+}
+
+fn start_daemons(cli: &Cli) -> Result<Vec<(String, Client)>> {
+    if let Some(command) = &cli.daemon {
+        let expected = cli.schemes().first().map(String::as_str).unwrap_or("");
+        let client = daemon::start_command(command, expected)?;
+        return Ok(vec![(client.scheme().to_owned(), client)]);
+    }
+    if cli.schemes().is_empty() {
+        bail!("name a scheme to mount (chan, time, null, zero, rand) or give --daemon COMMAND");
+    }
+    cli.schemes().iter().map(|name| Ok((name.clone(), daemon::start_builtin(name)?))).collect()
+}
+
+/// Moves `signals` to a thread that forwards each one to the returned channel.
+fn forward_signals(mut signals: Signals) -> Result<(Receiver<i32>, Handle)> {
+    let (tx, rx) = crossbeam_channel::bounded(4);
+    let handle = signals.handle();
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        for signal in signals.forever() {
+            if tx.send(signal).is_err() {
+                return;
+            }
+        }
+    })?;
+    Ok((rx, handle))
+}
+
+fn wait_for_end(mounted: &Mounted, signals: &Receiver<i32>) -> End {
+    let clients = mounted.clients();
+    let closed: Vec<Receiver<()>> = clients.iter().map(Client::closed).collect();
+    let ticker = tick(Duration::from_millis(100));
+    loop {
+        let mut select = crossbeam_channel::Select::new();
+        for rx in &closed {
+            select.recv(rx);
+        }
+        let signal_index = select.recv(signals);
+        let tick_index = select.recv(&ticker);
+        let op = select.select();
+        match op.index() {
+            i if i == signal_index => {
+                if let Ok(signal) = op.recv(signals) {
+                    return End::Signal(signal);
+                }
+            }
+            i if i == tick_index => {
+                let _ = op.recv(&ticker);
+                if mounted.session_ended() {
+                    return End::UnmountedElsewhere;
+                }
+            }
+            i => {
+                let _ = op.recv(&closed[i]);
+                return End::DaemonDied(format!("the daemon for {:?} exited", clients[i].scheme()));
+            }
+        }
+    }
+}
+
+/// Unmounts as the end requires; returns whether it was a clean end.
+fn finish(mounted: Mounted, end: &End, mountpoint: &std::path::Path) -> bool {
+    match end {
+        End::Signal(signal) => info!("signal {signal}: unmounting {}", mountpoint.display()),
+        End::UnmountedElsewhere => info!("{} was unmounted", mountpoint.display()),
+        End::DaemonDied(why) => {
+            eprintln!(
+                "schememount: {why}; every pending call failed with EIO; unmounting {}",
+                mountpoint.display()
+            );
+            // Files may still be open on the dead mount: detach it now.
+            let _ = fuse::kernel::unmount_path(mountpoint, true);
+        }
+    }
+    if let Err(err) = mounted.unmount() {
+        if !matches!(end, End::DaemonDied(_)) {
+            eprintln!("schememount: unmounting {}: {err}", mountpoint.display());
+        }
+    }
+    !matches!(end, End::DaemonDied(_))
+}
