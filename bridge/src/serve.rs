@@ -68,36 +68,36 @@ fn serve_parking(
             answer_all(socket, &mut todo, ENODEV);
             return Ok(());
         }
-        let mut replies = Vec::new();
         for packet in incoming.drain(..) {
             if is_cancel(&packet) {
-                cancel(&mut todo, packet.b as u64, &mut replies);
+                cancel(socket, &mut todo, packet.b as u64);
             } else {
                 todo.push(packet);
             }
         }
-        run_until_stuck(&mut todo, &mut handle, &mut replies);
-        socket.write_packets(&replies);
+        run_until_stuck(socket, &mut todo, &mut handle);
     }
 }
 
 /// Runs every request in the todo list, oldest first, and keeps going while any completes
-/// (a completed write may unblock a read parked before it).
+/// (a completed write may unblock a read parked before it). Each answer is written at once:
+/// a scheme may post an event for a handle that an earlier answer created, and the caller
+/// side must know that handle before the event arrives.
 fn run_until_stuck(
+    socket: &SchemeSocket,
     todo: &mut Vec<Packet>,
     handle: &mut impl FnMut(&Packet) -> Option<usize>,
-    replies: &mut Vec<Packet>,
 ) {
     loop {
-        let before = replies.len();
+        let before = todo.len();
         todo.retain(|packet| match handle(packet) {
             Some(result) => {
-                replies.push(Packet { a: result, ..*packet });
+                socket.write_packet(&Packet { a: result, ..*packet });
                 false
             }
             None => true,
         });
-        if replies.len() == before || todo.is_empty() {
+        if todo.len() == before || todo.is_empty() {
             return;
         }
     }
@@ -105,11 +105,11 @@ fn run_until_stuck(
 
 /// A `KSMSG_CANCEL` for a parked request answers it `EINTR` (the caller already has its
 /// EINTR; this frees the request). A request that already completed is not affected.
-fn cancel(todo: &mut Vec<Packet>, target: u64, replies: &mut Vec<Packet>) {
+fn cancel(socket: &SchemeSocket, todo: &mut Vec<Packet>, target: u64) {
     if let Some(at) = todo.iter().position(|packet| packet.id == target) {
         debug!("cancelled parked packet {target}");
         let packet = todo.remove(at);
-        replies.push(Packet { a: Error::mux(Err(Error::new(EINTR))), ..packet });
+        socket.write_packet(&Packet { a: Error::mux(Err(Error::new(EINTR))), ..packet });
     }
 }
 

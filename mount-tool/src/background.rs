@@ -22,6 +22,7 @@ pub(crate) fn spawn_and_wait() -> Result<ExitCode> {
         .args(std::env::args_os().skip(1))
         .arg("-f")
         .env(STATUS_ENV, "1")
+        .env(BACKGROUND_ENV, "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -39,8 +40,10 @@ pub(crate) fn spawn_and_wait() -> Result<ExitCode> {
 }
 
 /// In the foreground process started by [`spawn_and_wait`]: tells the waiting command that the
-/// mount is ready and points stdout at /dev/null.
-pub(crate) fn report_ready() -> Result<()> {
+/// mount is ready and points stdout at /dev/null. A process that went to the background also
+/// lets go of stderr (like other FUSE tools; `-f` keeps it), so that a caller reading the
+/// command's output, `$(schememount ...)` for instance, is not held open by the mount.
+pub(crate) fn report_ready(detach_stderr: bool) -> Result<()> {
     if std::env::var_os(STATUS_ENV).is_none() {
         return Ok(());
     }
@@ -49,5 +52,16 @@ pub(crate) fn report_ready() -> Result<()> {
     stdout.flush()?;
     let null = File::options().write(true).open("/dev/null")?;
     rustix::stdio::dup2_stdout(&null)?;
+    if detach_stderr {
+        rustix::stdio::dup2_stderr(&null)?;
+    }
     Ok(())
+}
+
+/// Set in the environment of a process that [`spawn_and_wait`] started.
+const BACKGROUND_ENV: &str = "SCHEMEMOUNT_BACKGROUND";
+
+/// Whether this process is the background half of [`spawn_and_wait`].
+pub(crate) fn in_background() -> bool {
+    std::env::var_os(BACKGROUND_ENV).is_some()
 }

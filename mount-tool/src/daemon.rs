@@ -34,5 +34,9 @@ pub(crate) fn start_command(command_line: &str, scheme: &str) -> Result<Client> 
 
 fn connect(mut command: Command, scheme: &str) -> Result<Client> {
     command.current_dir("/");
+    if crate::background::in_background() {
+        // Nobody reads a background mount's stderr; holding it would keep a caller's pipe open.
+        command.stderr(std::process::Stdio::null());
+    }
     Ok(Client::spawn(command, scheme)?)
 }

@@ -2,6 +2,8 @@
 //! command line, then unmount, serve a built-in daemon (`--serve`, how the mount starts its
 //! daemons), go to the background, or mount in the foreground.
 
+#![forbid(unsafe_code)]
+
 mod background;
 mod cli;
 mod daemon;

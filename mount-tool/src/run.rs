@@ -46,7 +46,7 @@ pub(crate) fn mount_and_serve(cli: &Cli) -> Result<bool> {
     let mounted = fuse::mount(clients, &mountpoint, config)
         .with_context(|| format!("cannot mount on {}", mountpoint.display()))?;
     info!("mounted {} on {}", cli.args[..cli.args.len() - 1].join(" "), mountpoint.display());
-    background::report_ready()?;
+    background::report_ready(background::in_background() && !cli.debug)?;
     let end = wait_for_end(&mounted, &signal_rx);
     let clean = finish(mounted, &end, &mountpoint);
     signal_handle.close();
@@ -123,22 +123,27 @@ fn wait_for_end(mounted: &Mounted, signals: &Receiver<i32>) -> End {
 
 /// Unmounts as the end requires; returns whether it was a clean end.
 fn finish(mounted: Mounted, end: &End, mountpoint: &std::path::Path) -> bool {
-    match end {
-        End::Signal(signal) => info!("signal {signal}: unmounting {}", mountpoint.display()),
-        End::UnmountedElsewhere => info!("{} was unmounted", mountpoint.display()),
+    let result = match end {
+        End::Signal(signal) => {
+            info!("signal {signal}: unmounting {}", mountpoint.display());
+            mounted.unmount()
+        }
+        End::UnmountedElsewhere => {
+            info!("{} was unmounted", mountpoint.display());
+            mounted.unmount()
+        }
         End::DaemonDied(why) => {
             eprintln!(
-                "schememount: {why}; every pending call failed with EIO; unmounting {}",
+                "schememount: {why}; every pending call failed with EIO; removing the mount {}",
                 mountpoint.display()
             );
-            // Files may still be open on the dead mount: detach it now.
-            let _ = fuse::kernel::unmount_path(mountpoint, true);
+            // Files may still be open on the dead mount: abort the connection and detach.
+            let _ = mounted.abort();
+            return false;
         }
+    };
+    if let Err(err) = result {
+        eprintln!("schememount: unmounting {}: {err}", mountpoint.display());
     }
-    if let Err(err) = mounted.unmount() {
-        if !matches!(end, End::DaemonDied(_)) {
-            eprintln!("schememount: unmounting {}: {err}", mountpoint.display());
-        }
-    }
-    !matches!(end, End::DaemonDied(_))
+    true
 }

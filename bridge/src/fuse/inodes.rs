@@ -11,6 +11,12 @@ pub(crate) const ROOT: u64 = 1;
 /// The scheme index of the synthetic namespace root (`--namespace`).
 pub(crate) const NAMESPACE: usize = usize::MAX;
 
+/// The scheme index of the synthetic `.dup` directory.
+pub(crate) const DUP_DIR: usize = usize::MAX - 1;
+
+/// Paths of `.dup/<token>` nodes start with this (a NUL never comes from a FUSE name).
+pub(crate) const TOKEN_PREFIX: &str = "\0dup/";
+
 /// What a node is, as far as the kernel needs to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {

@@ -11,6 +11,8 @@
 //!   fusermount3 opens `/dev/fuse`, calls `mount(2)` and sends the open device back over the
 //!   socket as `SCM_RIGHTS`. We receive it close-on-exec.
 //!   - Without `auto_unmount` fusermount3 exits right after that; we reap it and check its status.
+//!     Its stderr is captured and goes into our error (or a warning log) rather than straight
+//!     to the terminal.
 //!   - With `auto_unmount` it stays alive, blocked reading its end of the socket; when our end
 //!     closes (our process died) it lazily unmounts the filesystem if the connection is dead
 //!     (opening the mountpoint gives `ENOTCONN`). [`KernelMount`] therefore keeps our end of the
@@ -37,6 +39,8 @@ use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::Duration;
 
 use log::{debug, info, warn};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
@@ -132,7 +136,7 @@ impl KernelMount {
             debug!("{} is no longer mounted", self.mountpoint.display());
         }
         self.mounted = false;
-        self.release_helper();
+        self.release_helper(true);
         Ok(())
     }
 
@@ -146,14 +150,31 @@ impl KernelMount {
     }
 
     /// Closes the `auto_unmount` socket (fusermount3 then finds the mount gone and exits) and
-    /// reaps fusermount3.
-    fn release_helper(&mut self) {
+    /// reaps fusermount3. Without `wait`, only if it has exited by then: while the mount is
+    /// still there, fusermount3 opens the mountpoint to see whether it is dead, and that open
+    /// can hang on a live connection nobody serves.
+    fn release_helper(&mut self, wait: bool) {
         drop(self.auto_unmount_socket.take());
         if let Some(mut child) = self.helper.take() {
-            match child.wait() {
-                Ok(status) if !status.success() => {
-                    warn!("the auto_unmount fusermount exited with {status}")
+            let status = if wait {
+                child.wait()
+            } else {
+                thread::sleep(Duration::from_millis(50));
+                match child.try_wait() {
+                    Ok(Some(status)) => Ok(status),
+                    Ok(None) => {
+                        debug!("leaving the auto_unmount fusermount (pid {}) running", child.id());
+                        return;
+                    }
+                    Err(e) => Err(e),
                 }
+            };
+            let message = child_stderr(&mut child);
+            match status {
+                Ok(status) if !status.success() => {
+                    warn!("the auto_unmount fusermount exited with {status}: {message}")
+                }
+                Ok(_) if !message.is_empty() => debug!("auto_unmount fusermount: {message}"),
                 Ok(_) => {}
                 Err(e) => warn!("cannot reap the auto_unmount fusermount: {e}"),
             }
@@ -179,9 +200,12 @@ impl Drop for KernelMount {
                 }
             }
         }
-        // Also when the unmount failed: our device fd closes right after this, the connection
-        // dies, and an auto_unmount fusermount3 then detaches the dead mount by itself.
-        self.release_helper();
+        // Also when the unmount failed: with our device fd closed the connection dies (if the
+        // proxy has not got the fd), and an auto_unmount fusermount3 then detaches the dead
+        // mount by itself.
+        let mounted = self.mounted;
+        drop(self.device.take());
+        self.release_helper(!mounted);
     }
 }
 
@@ -439,7 +463,9 @@ fn mount_with_fusermount(
         .env(COMMFD_ENV, theirs.as_raw_fd().to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+        // Captured: its messages go into our errors, and an auto_unmount fusermount3 3.x
+        // complains "<mnt> not mounted" on stderr after every clean unmount.
+        .stderr(Stdio::piped());
     // fusermount3's end must survive exec (see the module docs for the window this opens).
     fcntl_setfd(&theirs, FdFlags::empty())?;
     let spawned = cmd.spawn();
@@ -452,7 +478,8 @@ fn mount_with_fusermount(
         Err(e) => {
             drop(ours);
             let status = child.wait();
-            return Err(fusermount_failed(&bin, &mountpoint, status, e));
+            let message = child_stderr(&mut child);
+            return Err(fusermount_failed(&bin, &mountpoint, status, &message, e));
         }
     };
     debug!("{} mounted {} ({options})", bin.display(), mountpoint.display());
@@ -471,10 +498,11 @@ fn mount_with_fusermount(
     } else {
         drop(ours);
         let status = child.wait()?;
+        let message = child_stderr(&mut child);
         if !status.success() {
             let bin = mount.fusermount.clone().unwrap_or_default();
             let e = io::Error::other(format!(
-                "{} exited with {status} after mounting {}",
+                "{} exited with {status} after mounting {}: {message}",
                 bin.display(),
                 mount.mountpoint.display()
             ));
@@ -483,25 +511,47 @@ fn mount_with_fusermount(
             }
             return Err(e);
         }
+        if !message.is_empty() {
+            warn!("{}: {message}", bin_name(mount.fusermount.as_deref().unwrap_or(Path::new(""))));
+        }
     }
     Ok(mount)
+}
+
+/// What a finished child wrote to its captured stderr, trimmed.
+fn child_stderr(child: &mut Child) -> String {
+    let mut text = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = io::Read::read_to_string(&mut stderr, &mut text);
+    }
+    text.trim().to_owned()
+}
+
+fn bin_name(bin: &Path) -> std::borrow::Cow<'_, str> {
+    bin.file_name().unwrap_or(bin.as_os_str()).to_string_lossy()
 }
 
 fn fusermount_failed(
     bin: &Path,
     mountpoint: &Path,
     status: io::Result<ExitStatus>,
+    message: &str,
     cause: io::Error,
 ) -> io::Error {
-    let name = bin.file_name().unwrap_or(bin.as_os_str()).to_string_lossy();
+    let name = bin_name(bin);
+    let mnt = mountpoint.display();
     match status {
-        Ok(status) if !status.success() => io::Error::other(format!(
-            "{name} could not mount {} ({status}; its message is above)",
-            mountpoint.display()
-        )),
+        Ok(status) if !status.success() && !message.is_empty() => {
+            io::Error::other(format!("{name} could not mount {mnt} ({status}): {message}"))
+        }
+        Ok(status) if !status.success() => {
+            io::Error::other(format!("{name} could not mount {mnt} ({status})"))
+        }
         _ => io::Error::new(
             cause.kind(),
-            format!("{name} did not hand over /dev/fuse for {}: {cause}", mountpoint.display()),
+            format!("{name} did not hand over /dev/fuse for {mnt}: {cause} {message}")
+                .trim_end()
+                .to_owned(),
         ),
     }
 }
@@ -778,10 +828,11 @@ fn find_mount_dev(mountpoint: &Path) -> Option<(u32, u32)> {
 /// An absolute path with the parent directories resolved, the last component left alone:
 /// resolving the mountpoint itself would ask the FUSE filesystem (which may hang).
 fn absolute_path(path: &Path) -> io::Result<PathBuf> {
-    let abs = std::path::absolute(path)?;
+    let context = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    let abs = std::path::absolute(path).map_err(context)?;
     match (abs.parent(), abs.file_name()) {
         (Some(parent), Some(name)) if name != OsStr::new("..") => {
-            Ok(fs::canonicalize(parent)?.join(name))
+            Ok(fs::canonicalize(parent).map_err(context)?.join(name))
         }
         _ => Ok(abs),
     }

@@ -6,6 +6,7 @@
 
 mod attr;
 mod dir;
+pub mod dup;
 mod errno;
 mod flags;
 mod handles;
@@ -14,6 +15,7 @@ mod interrupts;
 pub mod kernel;
 pub mod proxy;
 mod shared;
+mod special;
 mod steps;
 mod table;
 
@@ -168,17 +170,28 @@ impl Mounted {
         self.shutdown()
     }
 
+    /// Aborts the FUSE connection (every blocked caller gets an error at once), detaches the
+    /// mount and stops the daemons: for a daemon that died.
+    pub fn abort(mut self) -> io::Result<()> {
+        let result = kernel::abort_connection(self.kernel.mountpoint());
+        let _ = self.shutdown();
+        result
+    }
+
     fn shutdown(&mut self) -> io::Result<()> {
-        let result = self.kernel.unmount();
+        let result = self.kernel.unmount().or_else(|err| {
+            // Busy (files open): detach now and abort the connection, as libfuse's lazy
+            // unmount plus exit would, so that the session ends and nobody stays blocked.
+            warn!("{err}; aborting the connection and detaching");
+            let aborted = kernel::abort_connection(self.kernel.mountpoint());
+            let _ = self.kernel.unmount();
+            aborted
+        });
         if let Some(session) = self.session.take() {
-            if let Err(err) = session.join() {
-                debug!("session ended with {err}");
-            }
+            join_within(session, SESSION_GRACE);
         }
-        if let Some(proxy) = self.proxy.take() {
-            if let Err(err) = proxy.join() {
-                debug!("relay ended with {err}");
-            }
+        if let Some(mut proxy) = self.proxy.take() {
+            proxy.join();
         }
         self.stop_events.take();
         for thread in self.event_threads.drain(..) {
@@ -188,6 +201,24 @@ impl Mounted {
             scheme.client.shutdown();
         }
         result
+    }
+}
+
+/// How long an unmount waits for fuser's loop to end.
+const SESSION_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Joins fuser's loop if it ends within `grace`; otherwise leaves it (the process is ending).
+fn join_within(session: fuser::BackgroundSession, grace: std::time::Duration) {
+    let deadline = std::time::Instant::now() + grace;
+    while !session.guard.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    if !session.guard.is_finished() {
+        warn!("the FUSE session did not end; leaving it");
+        return;
+    }
+    if let Err(err) = session.join() {
+        debug!("session ended with {err}");
     }
 }
 

@@ -50,12 +50,12 @@
 //!   `ENODEV`: fuse-in sends fuser a synthetic FUSE_DESTROY (so that fuser's loop ends cleanly
 //!   and `Session::run` returns `Ok`; with `n_threads > 1` the other loops see end-of-file and
 //!   return an error) and shuts down its sending side, then ends.
-//! - fuse-out (and after it fuse-notify) ends when fuser's end of the socket is closed: when the
-//!   session has ended and every object holding it (the `BackgroundSession`, unsent replies,
-//!   notifiers) is dropped.
-//! - [`Proxy::join`] waits for both, so call it after unmounting and after joining fuser's
-//!   session. Dropping the [`Proxy`] instead stops the threads at once and closes the device,
-//!   which aborts the connection if it is still mounted.
+//! - [`Proxy::join`] waits for that, then stops fuse-out and fuse-notify (nothing can reach the
+//!   kernel any more): call it after unmounting and after joining fuser's session. Left alone,
+//!   fuse-out ends when fuser's end of the socket is closed (the session ended and every object
+//!   holding it, the `BackgroundSession`, unsent replies and notifiers, is dropped).
+//! - Dropping the [`Proxy`] stops all threads at once without waiting for the kernel, and closes
+//!   the device, which aborts the connection if the filesystem is still mounted.
 //!
 //! fuser writes replies with `writev`, which raises `SIGPIPE` if the proxy is gone; Rust
 //! programs ignore `SIGPIPE` by default, keep it that way.
@@ -102,7 +102,8 @@ const DESTROY_UNIQUE: u64 = u64::MAX - 1;
 pub struct ProxyStats {
     /// Requests forwarded from the kernel to fuser.
     pub requests: u64,
-    /// Replies and notifications written from fuser to the kernel.
+    /// Replies and notifications written to the kernel (fuser's, and the proxy's own `EIO`
+    /// answers).
     pub replies: u64,
     /// FUSE_INTERRUPTs passed to the callback.
     pub interrupts: u64,
@@ -136,9 +137,9 @@ struct Shared {
 }
 
 /// Starts relaying `device` (a mounted `/dev/fuse`, e.g. from
-/// [`super::kernel::KernelMount::take_device`]). `max_message` is the size of each relay
-/// buffer, at least 8192; pass [`DEFAULT_MAX_MESSAGE`] unless fuser's `max_write` is capped
-/// lower. `on_interrupt` gets the unique of each request the kernel wants interrupted.
+/// [`super::kernel::KernelMount::take_device`]). `max_message` is the size of the request
+/// buffer, at least 8192 (replies get a buffer as large as the socket allows); pass
+/// [`DEFAULT_MAX_MESSAGE`] unless fuser's `max_write` is capped lower. `on_interrupt` gets the unique of each request the kernel wants interrupted.
 ///
 /// Hand [`Proxy::take_fuser_end`] to `fuser::Session::from_fd` afterwards (that call reads
 /// FUSE_INIT through the proxy, so the proxy must run first).
@@ -158,11 +159,14 @@ pub fn spawn(
     let want = max_message.saturating_mul(2);
     grow_buffers(&ours, want);
     grow_buffers(&theirs, want);
-    let sndbuf =
-        sockopt::socket_send_buffer_size(&ours)?.min(sockopt::socket_send_buffer_size(&theirs)?);
+    let fuser_sndbuf = sockopt::socket_send_buffer_size(&theirs)?;
+    let sndbuf = sockopt::socket_send_buffer_size(&ours)?.min(fuser_sndbuf);
 
     let mut in_buf = vec![0u8; max_message];
-    let mut out_buf = vec![0u8; max_message];
+    // fuser may send anything its send buffer takes, whatever max_write: a READ reply is sized
+    // by max_readahead too. A truncated reply would be lost and its caller would hang. (Zeroed
+    // allocations are mapped lazily: only the pages messages touch cost memory.)
+    let mut out_buf = vec![0u8; max_message.max(fuser_sndbuf)];
     let limit = max_message.min(sndbuf.saturating_sub(SNDBUF_SLACK));
     let carried = probe_capacity(&theirs, &ours, limit, &in_buf, &mut out_buf)?;
     debug!("proxy: socket buffer {sndbuf} bytes, largest message {carried} bytes");
@@ -267,7 +271,9 @@ impl Proxy {
             if handle.is_finished() {
                 let _ = handle.join();
             } else {
-                warn!("proxy: fuse-notify is stuck writing a notification to /dev/fuse; leaving it");
+                warn!(
+                    "proxy: fuse-notify is stuck writing a notification to /dev/fuse; leaving it"
+                );
             }
         }
     }
@@ -307,14 +313,19 @@ fn spawn_thread(name: &str, f: impl FnOnce() + Send + 'static) -> io::Result<Joi
     thread::Builder::new().name(name.to_owned()).spawn(f)
 }
 
-/// Raises both socket buffers to `want` bytes (the kernel doubles the value).
+/// Raises both socket buffers to at least `want` bytes (never lowers them).
 fn grow_buffers(fd: &OwnedFd, want: usize) {
-    if sockopt::set_socket_send_buffer_size_force(fd, want).is_err() {
+    // The kernel doubles the value set and reports the doubled one.
+    if sockopt::socket_send_buffer_size(fd).is_ok_and(|size| size < want)
+        && sockopt::set_socket_send_buffer_size_force(fd, want).is_err()
+    {
         if let Err(e) = sockopt::set_socket_send_buffer_size(fd, want) {
             warn!("proxy: cannot set SO_SNDBUF: {e}");
         }
     }
-    if sockopt::set_socket_recv_buffer_size_force(fd, want).is_err() {
+    if sockopt::socket_recv_buffer_size(fd).is_ok_and(|size| size < want)
+        && sockopt::set_socket_recv_buffer_size_force(fd, want).is_err()
+    {
         if let Err(e) = sockopt::set_socket_recv_buffer_size(fd, want) {
             warn!("proxy: cannot set SO_RCVBUF: {e}");
         }
@@ -464,7 +475,8 @@ fn inward_loop(shared: &Shared, buf: &mut [u8], on_interrupt: &(dyn Fn(u64) + Se
     match end {
         End::Unmounted if !fuser_gone => {
             debug!("proxy: /dev/fuse disconnected (unmounted or aborted); ending fuser's session");
-            if let Err(e) = send(&shared.socket, &destroy_request(), SendFlags::NOSIGNAL) {
+            let flags = SendFlags::NOSIGNAL | SendFlags::DONTWAIT;
+            if let Err(e) = send(&shared.socket, &destroy_request(), flags) {
                 debug!("proxy: cannot send fuser a FUSE_DESTROY: {e}");
             }
             let _ = shutdown(&shared.socket, Shutdown::Write);
@@ -677,6 +689,19 @@ mod tests {
         let started = Instant::now();
         drop(proxy); // the "kernel" is still connected: drop must not wait for it
         assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn relays_replies_larger_than_max_message() {
+        let (kernel, device) = fake_device();
+        let mut proxy = spawn(device, MIN_MESSAGE, Arc::new(|_| {})).unwrap();
+        let fuser = proxy.take_fuser_end().unwrap();
+        let mut big = reply(30, 0);
+        big.resize(6 * MIN_MESSAGE, 7);
+        let len = big.len() as u32;
+        big[0..4].copy_from_slice(&len.to_ne_bytes());
+        send(&fuser, &big, SendFlags::empty()).unwrap();
+        assert_eq!(recv_msg(&kernel), big);
     }
 
     #[test]

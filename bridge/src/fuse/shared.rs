@@ -12,6 +12,7 @@ use scheme_protocol::{Call, Caller, Fd, Reply, Stat};
 use syscall::flag::{O_NOFOLLOW, O_STAT};
 
 use super::attr::Owner;
+use super::dup::Tokens;
 use super::errno;
 use super::handles::Handles;
 use super::inodes::{Inodes, Node, NAMESPACE};
@@ -32,6 +33,7 @@ pub(crate) struct Shared {
     pub(crate) inodes: Mutex<Inodes>,
     pub(crate) handles: Handles,
     pub(crate) interrupts: Interrupts,
+    pub(crate) tokens: Tokens,
     pub(crate) owner: Owner,
 }
 
@@ -46,6 +48,7 @@ impl Shared {
             inodes: Mutex::new(Inodes::new(root_scheme)),
             handles: Handles::default(),
             interrupts: Interrupts::default(),
+            tokens: Tokens::default(),
             owner,
         }
     }

@@ -220,6 +220,8 @@ impl Filesystem for SchemeFs {
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let Some(text) = name.to_str() else { return reply.error(LinuxErrno::EINVAL) };
+        let Err(reply) = self.lookup_special(req, parent, text, reply) else { return };
         match self.child(parent, name) {
             Ok((scheme, path)) => self.lookup_path(caller(req), scheme, path, reply),
             Err(err) => reply.error(err),
@@ -238,6 +240,7 @@ impl Filesystem for SchemeFs {
         if node.scheme == NAMESPACE {
             return reply.attr(&TTL, &synthetic_dir(ino.0, self.shared.owner));
         }
+        let Err(reply) = self.getattr_special(&node, ino.0, reply) else { return };
         let shared = Arc::clone(&self.shared);
         let done = move |stat| Self::reply_attr(&shared, ino.0, stat, reply);
         match fh.and_then(|fh| self.shared.handles.get(fh.0)) {
@@ -446,7 +449,28 @@ impl Filesystem for SchemeFs {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let reply = match self.shared.node(ino.0) {
+            Ok(node) => match self.open_special(req, &node, reply) {
+                Ok(()) => return,
+                Err(reply) => reply,
+            },
+            Err(err) => return reply.error(err),
+        };
         self.open_handle(req, ino, flags::to_redox(flags.0), reply);
+    }
+
+    fn ioctl(
+        &self,
+        req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        cmd: u32,
+        in_data: &[u8],
+        out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        self.dup_ioctl(req, fh, cmd, in_data, out_size, reply);
     }
 
     fn read(
