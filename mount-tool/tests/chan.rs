@@ -191,3 +191,29 @@ fn sigkill_to_schememount_leaves_no_mount_behind() {
     mount.signal_and_wait(Signal::KILL, Duration::from_secs(5)).expect("dies");
     wait_until(|| !mount.is_mounted());
 }
+
+#[test]
+fn a_reader_and_a_writer_share_one_stream_fd_from_two_threads() {
+    let Some(mount) = Mount::start(&["chan"]) else { return };
+    let script = format!(
+        r#"
+import fcntl, os, threading
+mnt = {mnt:?}
+listener = os.open(mnt + "/duplex", os.O_WRONLY | os.O_CREAT)
+client = os.open(mnt + "/duplex", os.O_RDWR)
+buf = bytearray(b"listen".ljust(256, b"\0")); fcntl.ioctl(listener, 0xC1005301, buf)
+server = os.open(mnt + "/.dup/" + buf.split(b"\0")[0].decode(), os.O_RDWR)
+got = []
+reader = threading.Thread(target=lambda: got.append(os.read(server, 64)))
+reader.start()                      # blocks in read(server) ...
+os.write(server, b"to the client")  # ... while another thread writes the same fd
+assert os.read(client, 64) == b"to the client"
+os.write(client, b"to the server")
+reader.join(5)
+assert got == [b"to the server"], got
+"#,
+        mnt = mount.root().display().to_string()
+    );
+    let out = Command::new("python3").arg("-c").arg(script).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

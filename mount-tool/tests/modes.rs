@@ -1,0 +1,104 @@
+//! The other ways to run schememount: --namespace, -d tracing, --daemon COMMAND, and
+//! -u with --lazy and --abort on a busy mount.
+
+mod util;
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rustix::process::Signal;
+use util::{fuse_usable, is_mounted, sh, Mount, SCHEMEMOUNT};
+
+#[test]
+fn a_namespace_lists_its_schemes_like_redox_scheme() {
+    let Some(mount) = Mount::start(&["--namespace", "chan", "time", "rand"]) else { return };
+    let mut names: Vec<String> = std::fs::read_dir(mount.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["chan", "rand", "time"]);
+    let (_, out) = sh(&format!("head -c 16 {}/rand/urandom | wc -c", mount.root().display()));
+    assert_eq!(out.trim(), "16");
+    let (_, out) = sh(&format!("head -c 16 {}/time/4 | wc -c", mount.root().display()));
+    assert_eq!(out.trim(), "16");
+    assert!(std::fs::metadata(mount.path("chan")).unwrap().is_dir());
+    assert!(std::fs::metadata(mount.path("nosuch")).is_err());
+}
+
+#[test]
+fn debug_traces_every_call_and_prints_a_summary_at_exit() {
+    if !fuse_usable() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(SCHEMEMOUNT)
+        .args(["-d", "zero"])
+        .arg(dir.path())
+        .env("SCHEMEMOUNT_STATUS_PIPE", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = [0u8; 6];
+    child.stdout.take().unwrap().read_exact(&mut ready).unwrap();
+    let (_, out) = sh(&format!("head -c 5000 {}/x | wc -c", dir.path().display()));
+    assert_eq!(out.trim(), "5000");
+    util::kill(child.id(), Signal::TERM);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("open \"x\""), "{stderr}");
+    assert!(stderr.contains("read fd=0 len="), "{stderr}");
+    let summary = stderr.lines().skip_while(|l| !l.starts_with("call ")).collect::<Vec<_>>();
+    assert!(summary.iter().any(|l| l.starts_with("read ")), "{stderr}");
+    assert!(summary[0].contains("median"), "{stderr}");
+    assert!(!is_mounted(dir.path()));
+}
+
+#[test]
+fn daemon_runs_any_program_that_speaks_the_wire() {
+    let command = format!("{SCHEMEMOUNT} --serve zero");
+    let Some(mount) = Mount::start(&["--daemon", &command]) else { return };
+    let (_, out) = sh(&format!("head -c 1000 {}/x | tr -d '\\0' | wc -c", mount.root().display()));
+    assert_eq!(out.trim(), "0");
+}
+
+#[test]
+fn unmount_refuses_a_busy_mount_and_abort_frees_blocked_readers() {
+    let Some(mut mount) = Mount::start(&["chan"]) else { return };
+    let _listener = std::fs::File::create(mount.path("busy")).unwrap();
+    let path = mount.path("busy");
+    let reader =
+        std::thread::spawn(move || std::fs::File::open(path).and_then(|mut f| f.read(&mut [0; 4])));
+    std::thread::sleep(Duration::from_millis(300));
+    let root = mount.root().to_str().unwrap().to_owned();
+    let out = Command::new(SCHEMEMOUNT).args(["-u", &root]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("busy"), "{:?}", out);
+    let started = Instant::now();
+    let out = Command::new(SCHEMEMOUNT).args(["-u", "--abort", &root]).output().unwrap();
+    assert!(out.status.success(), "{:?}", out);
+    assert!(reader.join().unwrap().is_err(), "the blocked read fails");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(!mount.is_mounted());
+    let status = mount.wait_exit(Duration::from_secs(5)).expect("schememount notices and exits");
+    assert!(status.code().is_some());
+}
+
+#[test]
+fn lazy_unmount_detaches_at_once() {
+    let Some(mut mount) = Mount::start(&["zero"]) else { return };
+    let file = std::fs::File::open(mount.path("held")).unwrap();
+    let root = mount.root().to_str().unwrap().to_owned();
+    let out = Command::new(SCHEMEMOUNT).args(["-u", "--lazy", &root]).output().unwrap();
+    assert!(out.status.success(), "{:?}", out);
+    assert!(!mount.is_mounted());
+    drop(file);
+    assert!(wait_for_exit(&mut mount));
+}
+
+fn wait_for_exit(mount: &mut Mount) -> bool {
+    mount.wait_exit(Duration::from_secs(5)).is_some()
+}
