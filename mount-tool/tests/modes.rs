@@ -45,12 +45,16 @@ fn debug_traces_every_call_and_prints_a_summary_at_exit() {
     child.stdout.take().unwrap().read_exact(&mut ready).unwrap();
     let (_, out) = sh(&format!("head -c 5000 {}/x | wc -c", dir.path().display()));
     assert_eq!(out.trim(), "5000");
+    let (status, _) =
+        sh(&format!("dd if=/dev/zero of={}/x bs=1M count=2 2>/dev/null", dir.path().display()));
+    assert!(status.success());
     util::kill(child.id(), Signal::TERM);
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("open \"x\""), "{stderr}");
     assert!(stderr.contains("read fd=0 len="), "{stderr}");
+    assert!(stderr.contains("write fd=0 len=1048576"), "1 MiB writes arrive whole: {stderr}");
     let summary = stderr.lines().skip_while(|l| !l.starts_with("call ")).collect::<Vec<_>>();
     assert!(summary.iter().any(|l| l.starts_with("read ")), "{stderr}");
     assert!(summary[0].contains("median"), "{stderr}");

@@ -32,8 +32,23 @@ pub use table::SchemeFs;
 use crate::client::Client;
 use shared::{Scheme, Shared};
 
-/// The largest write the bridge asks the kernel for (the kernel may grant less).
+/// The write size asked for when the kernel does not say how many pages it allows.
 pub const DEFAULT_MAX_WRITE: u32 = 1 << 20;
+
+/// The largest write the relay can carry in one message (see `proxy.rs`).
+const RELAY_MAX_WRITE: u32 = 4 << 20;
+
+/// The largest write this kernel allows: `fs.fuse.max_pages_limit` pages (256, i.e. 1 MiB,
+/// by default), capped at what the relay carries.
+pub fn kernel_max_write() -> u32 {
+    let pages = std::fs::read_to_string("/proc/sys/fs/fuse/max_pages_limit")
+        .ok()
+        .and_then(|text| text.trim().parse::<u32>().ok());
+    match pages {
+        Some(pages) => pages.saturating_mul(4096).clamp(DEFAULT_MAX_WRITE, RELAY_MAX_WRITE),
+        None => DEFAULT_MAX_WRITE,
+    }
+}
 
 /// The FUSE header in front of a write's payload, with room to spare.
 const FUSE_HEADER: usize = 4096;
@@ -60,7 +75,7 @@ impl Default for MountConfig {
             uid: None,
             gid: None,
             namespace: false,
-            max_write: DEFAULT_MAX_WRITE,
+            max_write: kernel_max_write(),
         }
     }
 }

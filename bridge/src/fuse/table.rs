@@ -50,6 +50,8 @@ use super::flags;
 use super::handles::Handle;
 use super::inodes::{join, Kind, NAMESPACE};
 use super::shared::{data_of, fd_of, value_of, FsResult, Gather, Shared};
+use crate::client::CallResult;
+use scheme_protocol::Reply;
 
 /// Entries and attributes are never cached: scheme names come and go (chan listeners).
 const TTL: Duration = Duration::ZERO;
@@ -103,9 +105,8 @@ impl SchemeFs {
         let shared = Arc::clone(&self.shared);
         self.shared.stat_path(scheme, caller, &path.clone(), move |stat| match stat {
             Ok(stat) => Self::reply_entry(&shared, scheme, &path, &stat, reply),
-            Err(err) if path.is_empty() => {
+            Err(_) if path.is_empty() => {
                 // A scheme root that cannot be statted is still a directory of the mount.
-                let _ = err;
                 let ino = shared.inodes().lookup(scheme, "", Kind::Dir);
                 reply.entry(&TTL, &synthetic_dir(ino, shared.owner), GENERATION);
             }
@@ -176,6 +177,36 @@ impl SchemeFs {
             self.shared.call(handle.scheme, caller, call, |_| {});
         }
         io.pos = Some(offset + len);
+    }
+
+    /// Sends a read or write of `len` bytes at `offset`: first `F_SETFL` if the caller's
+    /// O_NONBLOCK changed, and a seek if the offset is not where the daemon is; then `call`.
+    /// `done` gets what `extract` makes of the answer; `count` says how many bytes it moved.
+    #[allow(clippy::too_many_arguments)]
+    fn transfer<T: Send + 'static>(
+        &self,
+        req: &Request,
+        handle: Arc<Handle>,
+        offset: u64,
+        len: usize,
+        linux_flags: i32,
+        call: Call,
+        extract: fn(CallResult<Reply>) -> FsResult<T>,
+        count: fn(&T) -> usize,
+        done: impl FnOnce(FsResult<T>) + Send + 'static,
+    ) {
+        let caller = caller(req);
+        self.sync_nonblock(caller, &handle, linux_flags);
+        self.position(caller, &handle, offset, len as u64);
+        let scheme = handle.scheme;
+        self.shared.call_interruptible(req.unique().0, scheme, caller, call, move |answer| {
+            let result = extract(answer);
+            match &result {
+                Ok(value) => Self::settle(&handle, len, count(value)),
+                Err(_) => handle.io().pos = None,
+            }
+            done(result);
+        });
     }
 
     /// After a short read or write the position is whatever the daemon made it.
@@ -433,7 +464,6 @@ impl Filesystem for SchemeFs {
             Ok(fd) => {
                 let call = Call::Flink { fd, path: path.clone() };
                 let inner = Arc::clone(&shared);
-                shared.fstat(scheme, caller, fd, |_| {});
                 shared.call(scheme, caller, call, move |r| match value_of(r) {
                     Ok(_) => inner.clone().stat_path(scheme, caller, &path.clone(), move |stat| {
                         match stat {
@@ -488,25 +518,20 @@ impl Filesystem for SchemeFs {
             Ok(handle) => handle,
             Err(err) => return reply.error(err),
         };
-        let caller = caller(req);
-        self.sync_nonblock(caller, &handle, flags.0);
-        self.position(caller, &handle, offset, u64::from(size));
         let call = Call::Read { fd: handle.fd, len: u64::from(size) };
-        let scheme = handle.scheme;
-        self.shared.call_interruptible(
-            req.unique().0,
-            scheme,
-            caller,
+        let len = size as usize;
+        self.transfer(
+            req,
+            handle,
+            offset,
+            len,
+            flags.0,
             call,
-            move |r| match data_of(r) {
-                Ok(data) => {
-                    Self::settle(&handle, size as usize, data.len());
-                    reply.data(&data);
-                }
-                Err(err) => {
-                    handle.io().pos = None;
-                    reply.error(err);
-                }
+            data_of,
+            Vec::len,
+            move |r| match r {
+                Ok(data) => reply.data(&data),
+                Err(err) => reply.error(err),
             },
         );
     }
@@ -527,27 +552,14 @@ impl Filesystem for SchemeFs {
             Ok(handle) => handle,
             Err(err) => return reply.error(err),
         };
-        let caller = caller(req);
-        self.sync_nonblock(caller, &handle, flags.0);
-        self.position(caller, &handle, offset, data.len() as u64);
         let call = Call::Write { fd: handle.fd, data: Bytes::from(data) };
-        let (scheme, len) = (handle.scheme, data.len());
-        self.shared.call_interruptible(
-            req.unique().0,
-            scheme,
-            caller,
-            call,
-            move |r| match value_of(r) {
-                Ok(written) => {
-                    Self::settle(&handle, len, written as usize);
-                    reply.written(written as u32);
-                }
-                Err(err) => {
-                    handle.io().pos = None;
-                    reply.error(err);
-                }
-            },
-        );
+        let count = |written: &u64| *written as usize;
+        self.transfer(req, handle, offset, data.len(), flags.0, call, value_of, count, move |r| {
+            match r {
+                Ok(written) => reply.written(written as u32),
+                Err(err) => reply.error(err),
+            }
+        });
     }
 
     fn flush(
