@@ -40,7 +40,8 @@ pub(crate) struct Cli {
     pub(crate) debug: bool,
 
     /// Mount options, comma separated: ro, allow_other, default_permissions, uid=N, gid=N,
-    /// max_write=BYTES, noauto_unmount.
+    /// max_write=BYTES, noauto_unmount, nointr (no interrupt relay: Ctrl-C cannot cancel a
+    /// blocked call; for measuring what the relay costs).
     #[arg(short = 'o', value_name = "OPTIONS", action = clap::ArgAction::Append)]
     pub(crate) options: Vec<String>,
 

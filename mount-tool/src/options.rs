@@ -16,10 +16,11 @@ pub(crate) fn apply(config: &mut MountConfig, options: &[String]) -> Result<()> 
             ("allow_other", None) => config.options.allow_other = true,
             ("default_permissions", None) => config.options.default_permissions = true,
             ("noauto_unmount", None) => config.options.auto_unmount = false,
+            ("nointr", None) => config.interrupts = false,
             ("uid", Some(v)) => config.uid = Some(number(key, v)?),
             ("gid", Some(v)) => config.gid = Some(number(key, v)?),
             ("max_write", Some(v)) => config.max_write = number(key, v)?,
-            (key, _) => bail!("unknown mount option {key:?} (known: ro, allow_other, default_permissions, uid=N, gid=N, max_write=N, noauto_unmount)"),
+            (key, _) => bail!("unknown mount option {key:?} (known: ro, allow_other, default_permissions, uid=N, gid=N, max_write=N, noauto_unmount, nointr)"),
         }
     }
     Ok(())

@@ -66,6 +66,9 @@ pub struct MountConfig {
     pub namespace: bool,
     /// The largest write to ask the kernel for.
     pub max_write: u32,
+    /// Relay /dev/fuse so that FUSE_INTERRUPT cancels scheme calls (on by default; off hands
+    /// the device straight to fuser, which answers interrupts ENOSYS).
+    pub interrupts: bool,
 }
 
 impl Default for MountConfig {
@@ -76,6 +79,7 @@ impl Default for MountConfig {
             gid: None,
             namespace: false,
             max_write: kernel_max_write(),
+            interrupts: true,
         }
     }
 }
@@ -110,16 +114,22 @@ pub fn mount(
     }
     let mut kernel = kernel::mount(mountpoint, &config.options)?;
     let device = kernel.take_device().ok_or_else(|| io::Error::other("no /dev/fuse descriptor"))?;
-    let target = Arc::clone(&shared);
-    let message = config.max_write as usize + FUSE_HEADER;
-    let mut proxy =
-        proxy::spawn(device, message, Arc::new(move |unique| target.interrupt(unique)))?;
-    let max_write = config.max_write.min(proxy.max_message().saturating_sub(FUSE_HEADER) as u32);
+    let (fuser_end, proxy, max_write) = if config.interrupts {
+        let target = Arc::clone(&shared);
+        let message = config.max_write as usize + FUSE_HEADER;
+        let mut proxy =
+            proxy::spawn(device, message, Arc::new(move |unique| target.interrupt(unique)))?;
+        let max_write =
+            config.max_write.min(proxy.max_message().saturating_sub(FUSE_HEADER) as u32);
+        let fuser_end =
+            proxy.take_fuser_end().ok_or_else(|| io::Error::other("relay has no fuser end"))?;
+        (fuser_end, Some(proxy), max_write)
+    } else {
+        (device, None, config.max_write)
+    };
     let fs = SchemeFs { shared: Arc::clone(&shared), max_write };
     let acl =
         if config.options.allow_other { fuser::SessionACL::All } else { fuser::SessionACL::Owner };
-    let fuser_end =
-        proxy.take_fuser_end().ok_or_else(|| io::Error::other("proxy has no fuser end"))?;
     let session = fuser::Session::from_fd(fs, fuser_end, acl, fuser::Config::default())?.spawn()?;
     let (stop_events, stopped) = crossbeam_channel::bounded(0);
     let event_threads = spawn_event_relays(&shared, &stopped)?;
@@ -127,7 +137,7 @@ pub fn mount(
     Ok(Mounted {
         kernel,
         session: Some(session),
-        proxy: Some(proxy),
+        proxy,
         shared,
         stop_events: Some(stop_events),
         event_threads,
