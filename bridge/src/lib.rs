@@ -19,6 +19,6 @@ pub mod trace;
 
 pub use client::{CallError, CallResult, Client, Completion, Event, PendingCall};
 pub use locate::find_daemon;
-pub use serve::{serve_block, serve_block_mut, serve_scheme, serve_scheme_mut};
+pub use serve::{serve_block, serve_block_mut, serve_fs, serve_scheme, serve_scheme_mut, Getdents};
 pub use socket::{EventPoster, Next, SchemeSocket, PACKET_SIZE};
 pub use trace::Trace;

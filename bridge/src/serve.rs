@@ -9,7 +9,7 @@ use std::io;
 use log::debug;
 use syscall::data::Packet;
 use syscall::error::{Error, EINTR, ENODEV};
-use syscall::number::KSMSG_CANCEL;
+use syscall::number::{KSMSG_CANCEL, SYS_GETDENTS};
 use syscall::{Scheme, SchemeBlock, SchemeBlockMut, SchemeMut};
 
 use crate::socket::{Next, SchemeSocket};
@@ -38,6 +38,46 @@ pub fn serve_block_mut<S: SchemeBlockMut>(
     scheme: &mut S,
 ) -> io::Result<()> {
     serve_parking(socket, |packet| scheme.handle(packet))
+}
+
+/// A scheme that lists directories with `getdents`, which redox_syscall 0.5.18's legacy
+/// `handle` does not dispatch (it answers `SYS_GETDENTS` with ENOSYS).
+pub trait Getdents {
+    /// Fills `buf` with redox_syscall 0.5 dirent records (`syscall::dirent::DirentBuf`) of
+    /// handle `id`, starting at the opaque cursor `opaque` (0 = the start); returns the bytes
+    /// written, 0 at the end.
+    fn getdents(&mut self, id: usize, buf: &mut [u8], opaque: u64) -> syscall::Result<usize>;
+}
+
+/// Serves a `SchemeMut` that also implements [`Getdents`] (a filesystem) until the caller
+/// side closes. A `SYS_GETDENTS` packet carries `b` = handle, `c`/`d` = the buffer and the
+/// opaque cursor in `uid | gid << 32` (PROTOCOL.md).
+pub fn serve_fs<S: SchemeMut + Getdents>(
+    socket: &mut SchemeSocket,
+    scheme: &mut S,
+) -> io::Result<()> {
+    let mut packets = Vec::with_capacity(BATCH);
+    loop {
+        packets.clear();
+        match socket.next_packets(&mut packets, BATCH)? {
+            Next::Closed => return Ok(()),
+            Next::Woken => continue,
+            Next::Packets => {}
+        }
+        packets.retain(|packet| !is_cancel(packet));
+        for packet in packets.iter_mut() {
+            if packet.a == SYS_GETDENTS {
+                let opaque = u64::from(packet.uid) | (u64::from(packet.gid) << 32);
+                let result = socket
+                    .with_out_buffer(packet.id, |buf| scheme.getdents(packet.b, buf, opaque))
+                    .unwrap_or(Err(Error::new(syscall::error::EINVAL)));
+                packet.a = Error::mux(result);
+            } else {
+                scheme.handle(packet);
+            }
+        }
+        socket.write_packets(&packets);
+    }
 }
 
 fn serve_at_once(socket: &mut SchemeSocket, mut handle: impl FnMut(&mut Packet)) -> io::Result<()> {

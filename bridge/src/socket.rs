@@ -201,6 +201,16 @@ impl SchemeSocket {
         Ok(Next::Packets)
     }
 
+    /// Runs `fill` on the out-buffer of a pending request (a read, fpath or getdents packet),
+    /// the memory its `c`/`d` point at, without raw pointers. `None` if `id` has none.
+    pub fn with_out_buffer<T>(&self, id: u64, fill: impl FnOnce(&mut [u8]) -> T) -> Option<T> {
+        let mut state = self.shared.state();
+        match state.pending.get_mut(&id).map(|pending| &mut pending.buffers) {
+            Some(Buffers::Out(buf)) => Some(fill(buf)),
+            _ => None,
+        }
+    }
+
     /// Takes one reply or event post written by the daemon.
     pub fn write_packet(&self, packet: &Packet) {
         self.shared.accept(packet);

@@ -3,18 +3,31 @@
 
 use std::io;
 
-use scheme_bridge::{serve_block_mut, serve_scheme_mut, SchemeSocket};
+use scheme_bridge::{serve_block_mut, serve_fs, serve_scheme_mut, SchemeSocket};
 
 use crate::chan::ChanScheme;
+use crate::ramfs::RamFs;
 use crate::rand::RandScheme;
 use crate::time::TimeScheme;
 use crate::zero::{Kind, ZeroScheme};
 
 /// The names of the built-in schemes.
-pub const BUILTIN: [&str; 5] = ["chan", "time", "null", "zero", "rand"];
+pub const BUILTIN: [&str; 6] = ["chan", "time", "null", "zero", "rand", "ramfs"];
+
+/// Options of the built-in schemes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// ramfs: the most bytes of file data it holds (ENOSPC beyond).
+    pub max_bytes: Option<u64>,
+}
 
 /// Serves the built-in scheme `name` on `socket` until the caller side closes.
 pub fn serve(name: &str, socket: &mut SchemeSocket) -> io::Result<()> {
+    serve_with(name, Options::default(), socket)
+}
+
+/// Like [`serve`], with options.
+pub fn serve_with(name: &str, options: Options, socket: &mut SchemeSocket) -> io::Result<()> {
     let poster = socket.event_poster();
     match name {
         "chan" => {
@@ -28,6 +41,7 @@ pub fn serve(name: &str, socket: &mut SchemeSocket) -> io::Result<()> {
         "null" => serve_scheme_mut(socket, &mut ZeroScheme::new(Kind::Null)),
         "zero" => serve_scheme_mut(socket, &mut ZeroScheme::new(Kind::Zero)),
         "rand" => serve_scheme_mut(socket, &mut RandScheme::new()?),
+        "ramfs" => serve_fs(socket, &mut RamFs::new(options.max_bytes)),
         other => Err(io::Error::new(
             io::ErrorKind::NotFound,
             format!("no built-in scheme {other:?} (built in: {})", BUILTIN.join(", ")),

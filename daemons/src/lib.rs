@@ -18,6 +18,7 @@
 
 pub mod builtin;
 pub mod chan;
+pub mod ramfs;
 pub mod rand;
 mod run;
 pub mod time;

@@ -12,6 +12,7 @@ use clap::Parser;
 ///
 /// Examples:
 ///   schememount chan /mnt/chan                      # ipcd's chan scheme
+///   schememount -o max_bytes=64M ramfs /mnt/ram     # a memory filesystem
 ///   schememount --namespace chan time rand /scheme  # /scheme/chan, /scheme/time, /scheme/rand
 ///   schememount --daemon 'ssh host chand' chan /mnt/remote
 ///   schememount -u /mnt/chan                        # unmount
@@ -19,7 +20,7 @@ use clap::Parser;
 #[command(name = "schememount", version, verbatim_doc_comment)]
 pub(crate) struct Cli {
     /// Scheme names, then the mount point. Several names need --namespace.
-    #[arg(value_name = "SCHEME... MOUNTPOINT", required = true, num_args = 1..)]
+    #[arg(value_name = "SCHEME... MOUNTPOINT", required_unless_present = "serve", num_args = 1..)]
     pub(crate) args: Vec<String>,
 
     /// Run this command (through `sh -c`) as the daemon instead of a built-in one; it must speak
@@ -58,8 +59,12 @@ pub(crate) struct Cli {
     pub(crate) abort: bool,
 
     /// Internal: serve the built-in SCHEME on stdin/stdout (how schememount starts daemons).
-    #[arg(long, hide = true, value_name = "SCHEME", exclusive = true)]
+    #[arg(long, hide = true, value_name = "SCHEME")]
     pub(crate) serve: Option<String>,
+
+    /// Internal, with --serve ramfs: the most bytes of file data.
+    #[arg(long, hide = true, requires = "serve")]
+    pub(crate) max_bytes: Option<u64>,
 }
 
 impl Cli {

@@ -9,8 +9,10 @@ use anyhow::{bail, Context, Result};
 use scheme_bridge::Client;
 use scheme_daemons::builtin::BUILTIN;
 
+use crate::options::DaemonOptions;
+
 /// Starts the built-in daemon `name` and handshakes with it.
-pub(crate) fn start_builtin(name: &str) -> Result<Client> {
+pub(crate) fn start_builtin(name: &str, options: DaemonOptions) -> Result<Client> {
     if !BUILTIN.contains(&name) {
         bail!(
             "no built-in scheme {name:?} (built in: {}; or use --daemon COMMAND)",
@@ -20,6 +22,9 @@ pub(crate) fn start_builtin(name: &str) -> Result<Client> {
     let exe = std::env::current_exe().context("cannot find this program to start the daemon")?;
     let mut command = Command::new(exe);
     command.arg("--serve").arg(name);
+    if let Some(bytes) = options.max_bytes {
+        command.arg("--max-bytes").arg(bytes.to_string());
+    }
     connect(command, name).with_context(|| format!("daemon for {name:?} failed to start"))
 }
 

@@ -20,8 +20,9 @@ use cli::Cli;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(scheme) = &cli.serve {
+        let options = scheme_daemons::builtin::Options { max_bytes: cli.max_bytes };
         return scheme_daemons::run(scheme, |socket| {
-            scheme_daemons::builtin::serve(scheme, socket)
+            scheme_daemons::builtin::serve_with(scheme, options, socket)
         });
     }
     let level = if cli.debug { "info" } else { "warn" };

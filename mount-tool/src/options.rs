@@ -3,8 +3,19 @@
 use anyhow::{bail, Context, Result};
 use scheme_bridge::fuse::MountConfig;
 
-/// Parses every `-o` argument (each a comma-separated list) into `config`.
-pub(crate) fn apply(config: &mut MountConfig, options: &[String]) -> Result<()> {
+/// Options for the built-in daemons.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct DaemonOptions {
+    /// ramfs: `-o max_bytes=N`.
+    pub(crate) max_bytes: Option<u64>,
+}
+
+/// Parses every `-o` argument (each a comma-separated list) into `config` and `daemon`.
+pub(crate) fn apply(
+    config: &mut MountConfig,
+    daemon: &mut DaemonOptions,
+    options: &[String],
+) -> Result<()> {
     for option in options.iter().flat_map(|list| list.split(',')).filter(|o| !o.is_empty()) {
         let (key, value) = match option.split_once('=') {
             Some((key, value)) => (key, Some(value)),
@@ -20,7 +31,10 @@ pub(crate) fn apply(config: &mut MountConfig, options: &[String]) -> Result<()> 
             ("uid", Some(v)) => config.uid = Some(number(key, v)?),
             ("gid", Some(v)) => config.gid = Some(number(key, v)?),
             ("max_write", Some(v)) => config.max_write = number(key, v)?,
-            (key, _) => bail!("unknown mount option {key:?} (known: ro, allow_other, default_permissions, uid=N, gid=N, max_write=N, noauto_unmount, nointr)"),
+            ("max_bytes", Some(v)) => {
+                daemon.max_bytes = Some(v.parse().with_context(|| format!("option max_bytes={v}: not a number"))?)
+            }
+            (key, _) => bail!("unknown mount option {key:?} (known: ro, allow_other, default_permissions, uid=N, gid=N, max_write=N, max_bytes=N, noauto_unmount, nointr)"),
         }
     }
     Ok(())
@@ -38,7 +52,7 @@ mod tests {
     fn parses_the_documented_options() {
         let mut config = MountConfig::default();
         let opts = vec!["ro,allow_other".to_owned(), "uid=7,gid=8,default_permissions".to_owned()];
-        apply(&mut config, &opts).unwrap();
+        apply(&mut config, &mut DaemonOptions::default(), &opts).unwrap();
         assert!(config.options.read_only && config.options.allow_other);
         assert!(config.options.default_permissions);
         assert_eq!((config.uid, config.gid), (Some(7), Some(8)));
@@ -47,9 +61,11 @@ mod tests {
     #[test]
     fn refuses_unknown_options_and_bad_numbers() {
         let mut config = MountConfig::default();
-        let err = apply(&mut config, &["bogus".to_owned()]).unwrap_err();
+        let err =
+            apply(&mut config, &mut DaemonOptions::default(), &["bogus".to_owned()]).unwrap_err();
         assert!(err.to_string().contains("unknown mount option \"bogus\""), "{err}");
-        let err = apply(&mut config, &["uid=me".to_owned()]).unwrap_err();
+        let err =
+            apply(&mut config, &mut DaemonOptions::default(), &["uid=me".to_owned()]).unwrap_err();
         assert!(err.to_string().contains("not a number"), "{err}");
     }
 }

@@ -34,11 +34,12 @@ pub(crate) fn mount_and_serve(cli: &Cli) -> Result<bool> {
     config.options.auto_unmount = true;
     config.options.subtype = "schememount".into();
     config.options.fsname = fsname(cli);
-    options::apply(&mut config, &cli.options)?;
+    let mut daemon_options = options::DaemonOptions::default();
+    options::apply(&mut config, &mut daemon_options, &cli.options)?;
     // Signals are caught before anything starts, so none is lost while mounting.
     let signals = Signals::new([SIGINT, SIGTERM, SIGHUP]).context("cannot catch signals")?;
     let (signal_rx, signal_handle) = forward_signals(signals)?;
-    let clients = start_daemons(cli)?;
+    let clients = start_daemons(cli, daemon_options)?;
     let trace = cli.debug.then(|| Arc::new(Trace::new()));
     if let Some(trace) = &trace {
         clients.iter().for_each(|(_, client)| client.set_trace(Arc::clone(trace)));
@@ -63,7 +64,7 @@ fn fsname(cli: &Cli) -> String {
     }
 }
 
-fn start_daemons(cli: &Cli) -> Result<Vec<(String, Client)>> {
+fn start_daemons(cli: &Cli, options: options::DaemonOptions) -> Result<Vec<(String, Client)>> {
     if let Some(command) = &cli.daemon {
         let expected = cli.schemes().first().map(String::as_str).unwrap_or("");
         let client = daemon::start_command(command, expected)?;
@@ -72,7 +73,10 @@ fn start_daemons(cli: &Cli) -> Result<Vec<(String, Client)>> {
     if cli.schemes().is_empty() {
         bail!("name a scheme to mount (chan, time, null, zero, rand) or give --daemon COMMAND");
     }
-    cli.schemes().iter().map(|name| Ok((name.clone(), daemon::start_builtin(name)?))).collect()
+    cli.schemes()
+        .iter()
+        .map(|name| Ok((name.clone(), daemon::start_builtin(name, options)?)))
+        .collect()
 }
 
 /// Moves `signals` to a thread that forwards each one to the returned channel.

@@ -28,12 +28,16 @@ pub(crate) enum Kind {
     Stream,
 }
 
-/// One node: which scheme, which path in it.
+/// One node: which scheme, which path in it. A file with several hard links is one node with
+/// several paths (the daemon's `st_ino` tells them apart), so the kernel sees one inode.
 #[derive(Debug, Clone)]
 pub(crate) struct Node {
     pub(crate) scheme: usize,
+    /// The path calls are made with; another link's path when this one is unlinked.
     pub(crate) path: String,
     pub(crate) kind: Kind,
+    other_paths: Vec<String>,
+    st_ino: u64,
     lookups: u64,
 }
 
@@ -42,14 +46,27 @@ pub(crate) struct Node {
 pub(crate) struct Inodes {
     nodes: HashMap<u64, Node>,
     by_path: HashMap<(usize, String), u64>,
+    by_st_ino: HashMap<(usize, u64), u64>,
     next: u64,
 }
 
 impl Inodes {
     /// A table holding only the root, which is `root_scheme`'s "" (or the namespace root).
     pub(crate) fn new(root_scheme: usize) -> Inodes {
-        let root = Node { scheme: root_scheme, path: String::new(), kind: Kind::Dir, lookups: 1 };
-        let mut inodes = Inodes { nodes: HashMap::new(), by_path: HashMap::new(), next: ROOT + 1 };
+        let root = Node {
+            scheme: root_scheme,
+            path: String::new(),
+            kind: Kind::Dir,
+            other_paths: Vec::new(),
+            st_ino: 0,
+            lookups: 1,
+        };
+        let mut inodes = Inodes {
+            nodes: HashMap::new(),
+            by_path: HashMap::new(),
+            by_st_ino: HashMap::new(),
+            next: ROOT + 1,
+        };
         inodes.by_path.insert((root_scheme, String::new()), ROOT);
         inodes.nodes.insert(ROOT, root);
         inodes
@@ -59,25 +76,53 @@ impl Inodes {
         self.nodes.get(&ino)
     }
 
-    /// The inode for `path` in `scheme`, created if new; counts one kernel lookup.
-    pub(crate) fn lookup(&mut self, scheme: usize, path: &str, kind: Kind) -> u64 {
+    /// The inode for `path` in `scheme` (whose daemon inode number is `st_ino`, 0 if unknown),
+    /// created if new; counts one kernel lookup. Another link to a known `st_ino` joins its node.
+    pub(crate) fn lookup(&mut self, scheme: usize, path: &str, kind: Kind, st_ino: u64) -> u64 {
         let key = (scheme, path.to_owned());
-        let ino = match self.by_path.get(&key) {
-            Some(&ino) => ino,
-            None => {
-                let ino = self.next;
-                self.next += 1;
-                self.by_path.insert(key, ino);
-                let node = Node { scheme, path: path.to_owned(), kind, lookups: 0 };
-                self.nodes.insert(ino, node);
-                ino
-            }
+        let ino = match self.by_path.get(&key).copied() {
+            Some(ino) => ino,
+            None => match self.linked_node(scheme, st_ino) {
+                Some(ino) => {
+                    self.nodes.get_mut(&ino).expect("indexed").other_paths.push(path.to_owned());
+                    self.by_path.insert(key, ino);
+                    ino
+                }
+                None => self.insert(scheme, path, kind, st_ino),
+            },
         };
         let node = self.nodes.get_mut(&ino).expect("indexed node exists");
         node.lookups += 1;
         if ino != ROOT {
             node.kind = kind;
         }
+        ino
+    }
+
+    fn linked_node(&self, scheme: usize, st_ino: u64) -> Option<u64> {
+        if st_ino == 0 {
+            return None;
+        }
+        let ino = *self.by_st_ino.get(&(scheme, st_ino))?;
+        self.nodes.get(&ino).filter(|n| n.kind != Kind::Dir).map(|_| ino)
+    }
+
+    fn insert(&mut self, scheme: usize, path: &str, kind: Kind, st_ino: u64) -> u64 {
+        let ino = self.next;
+        self.next += 1;
+        self.by_path.insert((scheme, path.to_owned()), ino);
+        if st_ino != 0 {
+            self.by_st_ino.insert((scheme, st_ino), ino);
+        }
+        let node = Node {
+            scheme,
+            path: path.to_owned(),
+            kind,
+            other_paths: Vec::new(),
+            st_ino,
+            lookups: 0,
+        };
+        self.nodes.insert(ino, node);
         ino
     }
 
@@ -88,37 +133,54 @@ impl Inodes {
         }
         let Some(node) = self.nodes.get_mut(&ino) else { return };
         node.lookups = node.lookups.saturating_sub(count);
-        if node.lookups == 0 {
-            let node = self.nodes.remove(&ino).expect("present");
-            let key = (node.scheme, node.path);
+        if node.lookups > 0 {
+            return;
+        }
+        let node = self.nodes.remove(&ino).expect("present");
+        for path in std::iter::once(node.path).chain(node.other_paths) {
+            let key = (node.scheme, path);
             if self.by_path.get(&key) == Some(&ino) {
                 self.by_path.remove(&key);
             }
         }
+        if self.by_st_ino.get(&(node.scheme, node.st_ino)) == Some(&ino) {
+            self.by_st_ino.remove(&(node.scheme, node.st_ino));
+        }
     }
 
-    /// `path` was unlinked: a later node may take the name; the old one lives until forgotten.
+    /// `path` was unlinked: a later node may take the name; the node keeps its other links,
+    /// or lives on under the old name until forgotten.
     pub(crate) fn unlinked(&mut self, scheme: usize, path: &str) {
-        self.by_path.remove(&(scheme, path.to_owned()));
+        let Some(ino) = self.by_path.remove(&(scheme, path.to_owned())) else { return };
+        let Some(node) = self.nodes.get_mut(&ino) else { return };
+        if node.path == path {
+            if let Some(other) = node.other_paths.pop() {
+                node.path = other;
+            }
+        } else {
+            node.other_paths.retain(|p| p != path);
+        }
     }
 
     /// `from` was renamed to `to` in `scheme`: the node and everything below it move.
     pub(crate) fn renamed(&mut self, scheme: usize, from: &str, to: &str) {
         self.unlinked(scheme, to);
         let prefix = format!("{from}/");
-        let moved: Vec<(u64, String)> = self
-            .nodes
-            .iter()
-            .filter(|(_, n)| n.scheme == scheme && (n.path == from || n.path.starts_with(&prefix)))
-            .map(|(&ino, n)| (ino, format!("{to}{}", &n.path[from.len()..])))
-            .collect();
-        for (ino, new_path) in moved {
-            let node = self.nodes.get_mut(&ino).expect("listed");
-            let old = std::mem::replace(&mut node.path, new_path.clone());
+        let moves = |p: &str| p == from || p.starts_with(&prefix);
+        let mut moved = Vec::new();
+        for (&ino, node) in self.nodes.iter_mut().filter(|(_, n)| n.scheme == scheme) {
+            for path in std::iter::once(&mut node.path).chain(node.other_paths.iter_mut()) {
+                if moves(path) {
+                    let new_path = format!("{to}{}", &path[from.len()..]);
+                    moved.push((ino, std::mem::replace(path, new_path.clone()), new_path));
+                }
+            }
+        }
+        for (ino, old, new) in moved {
             if self.by_path.get(&(scheme, old.clone())) == Some(&ino) {
                 self.by_path.remove(&(scheme, old));
             }
-            self.by_path.insert((scheme, new_path), ino);
+            self.by_path.insert((scheme, new), ino);
         }
     }
 }
@@ -139,38 +201,51 @@ mod tests {
     #[test]
     fn same_path_same_inode_until_forgotten() {
         let mut inodes = Inodes::new(0);
-        let a = inodes.lookup(0, "a", Kind::File);
-        assert_eq!(inodes.lookup(0, "a", Kind::File), a);
+        let a = inodes.lookup(0, "a", Kind::File, 0);
+        assert_eq!(inodes.lookup(0, "a", Kind::File, 0), a);
         inodes.forget(a, 1);
         assert!(inodes.get(a).is_some());
         inodes.forget(a, 1);
         assert!(inodes.get(a).is_none());
-        assert_ne!(inodes.lookup(0, "a", Kind::File), a);
+        assert_ne!(inodes.lookup(0, "a", Kind::File, 0), a);
     }
 
     #[test]
     fn rename_moves_the_subtree() {
         let mut inodes = Inodes::new(0);
-        let dir = inodes.lookup(0, "d", Kind::Dir);
-        let file = inodes.lookup(0, "d/f", Kind::File);
-        let other = inodes.lookup(0, "dd", Kind::File);
+        let dir = inodes.lookup(0, "d", Kind::Dir, 0);
+        let file = inodes.lookup(0, "d/f", Kind::File, 0);
+        let other = inodes.lookup(0, "dd", Kind::File, 0);
         inodes.renamed(0, "d", "e/x");
         assert_eq!(inodes.get(dir).unwrap().path, "e/x");
         assert_eq!(inodes.get(file).unwrap().path, "e/x/f");
         assert_eq!(inodes.get(other).unwrap().path, "dd");
-        assert_eq!(inodes.lookup(0, "e/x/f", Kind::File), file);
+        assert_eq!(inodes.lookup(0, "e/x/f", Kind::File, 0), file);
     }
 
     #[test]
     fn unlink_frees_the_name() {
         let mut inodes = Inodes::new(0);
-        let old = inodes.lookup(0, "f", Kind::File);
+        let old = inodes.lookup(0, "f", Kind::File, 0);
         inodes.unlinked(0, "f");
-        let new = inodes.lookup(0, "f", Kind::File);
+        let new = inodes.lookup(0, "f", Kind::File, 0);
         assert_ne!(old, new);
         assert_eq!(inodes.get(old).unwrap().path, "f");
         inodes.forget(old, 1);
-        assert_eq!(inodes.lookup(0, "f", Kind::File), new);
+        assert_eq!(inodes.lookup(0, "f", Kind::File, 0), new);
+    }
+
+    #[test]
+    fn hard_links_are_one_node_that_survives_unlinking_a_name() {
+        let mut inodes = Inodes::new(0);
+        let f = inodes.lookup(0, "f", Kind::File, 42);
+        let g = inodes.lookup(0, "g", Kind::File, 42);
+        assert_eq!(f, g);
+        inodes.unlinked(0, "f");
+        assert_eq!(inodes.get(f).unwrap().path, "g");
+        assert_ne!(inodes.lookup(0, "f", Kind::File, 43), f, "a new file under the old name");
+        inodes.renamed(0, "g", "h");
+        assert_eq!(inodes.get(f).unwrap().path, "h");
     }
 
     #[test]

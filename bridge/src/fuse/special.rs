@@ -29,7 +29,7 @@ impl SchemeFs {
     ) -> Result<(), ReplyEntry> {
         let Ok(parent_node) = self.shared.node(parent.0) else { return Err(reply) };
         if parent.0 == ROOT && name == dup::DUP_DIR {
-            let ino = self.shared.inodes().lookup(DUP_DIR, "", Kind::Dir);
+            let ino = self.shared.inodes().lookup(DUP_DIR, "", Kind::Dir, 0);
             reply.entry(&Duration::ZERO, &synthetic_dir(ino, self.shared.owner), Generation(0));
             return Ok(());
         }
@@ -43,7 +43,7 @@ impl SchemeFs {
         match self.shared.tokens.check(name, req.uid()) {
             Ok(ticket) => {
                 let path = format!("{TOKEN_PREFIX}{name}");
-                let ino = self.shared.inodes().lookup(ticket.scheme, &path, Kind::Stream);
+                let ino = self.shared.inodes().lookup(ticket.scheme, &path, Kind::Stream, 0);
                 reply.entry(&Duration::ZERO, &self.token_attr(ino, ticket.uid), Generation(0));
             }
             Err(Refused::Unknown) => reply.error(LinuxErrno::ENOENT),

@@ -1,13 +1,14 @@
 //! The longer sequences behind some FUSE ops: creating a node (mkdir, symlink), removing one,
 //! and listing a directory page by page (getdents, or the legacy newline listing).
 
+use std::ffi::OsStr;
 use std::sync::Arc;
 
 use fuser::{
     Errno as LinuxErrno, FileType, INodeNo, ReplyDirectory, ReplyEmpty, ReplyEntry, Request,
 };
 use scheme_protocol::{Bytes, Call, Caller};
-use syscall::flag::SEEK_SET;
+use syscall::flag::{O_NOFOLLOW, O_STAT, SEEK_SET};
 
 use super::attr;
 use super::dir::{self, Entry};
@@ -47,7 +48,8 @@ impl SchemeFs {
                     reply.error(LinuxErrno::EPERM)
                 }
                 Ok(stat) => {
-                    let ino = inner.inodes().lookup(scheme, &path, attr::kind_of(&stat));
+                    let ino =
+                        inner.inodes().lookup(scheme, &path, attr::kind_of(&stat), stat.st_ino);
                     reply.entry(
                         &std::time::Duration::ZERO,
                         &attr::from_stat(ino, &stat, inner.owner),
@@ -142,7 +144,7 @@ impl SchemeFs {
         });
     }
 
-    fn clone_ref(&self) -> SchemeFs {
+    pub(crate) fn clone_ref(&self) -> SchemeFs {
         SchemeFs { shared: Arc::clone(&self.shared), max_write: self.max_write }
     }
 }
@@ -165,4 +167,69 @@ fn is_unsupported(err: LinuxErrno) -> bool {
 
 fn caller_of(req: &Request) -> Caller {
     Caller { pid: u64::from(req.pid()), uid: req.uid(), gid: req.gid() }
+}
+
+impl SchemeFs {
+    /// frename of `from_path` to `to_path` (same scheme), keeping the inode table in step.
+    pub(crate) fn rename_path(
+        &self,
+        caller: Caller,
+        scheme: usize,
+        from_path: String,
+        to_path: String,
+        reply: ReplyEmpty,
+    ) {
+        let shared = Arc::clone(&self.shared);
+        let flags = O_STAT | O_NOFOLLOW;
+        self.shared.with_open(scheme, caller, &from_path.clone(), flags, move |fd| match fd {
+            Ok(fd) => {
+                let call = Call::Frename { fd, path: to_path.clone() };
+                let inner = Arc::clone(&shared);
+                shared.call(scheme, caller, call, move |r| match value_of(r) {
+                    Ok(_) => {
+                        inner.inodes().renamed(scheme, &from_path, &to_path);
+                        reply.ok();
+                    }
+                    Err(err) => reply.error(err),
+                });
+            }
+            Err(err) => reply.error(err),
+        });
+    }
+
+    pub(crate) fn link_node(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let (node, (scheme, path)) = match (self.shared.node(ino.0), self.child(newparent, newname))
+        {
+            (Ok(node), Ok(child)) => (node, child),
+            (Err(err), _) | (_, Err(err)) => return reply.error(err),
+        };
+        if node.scheme != scheme {
+            return reply.error(LinuxErrno::EXDEV);
+        }
+        let (shared, caller) = (Arc::clone(&self.shared), caller_of(req));
+        let flags = O_STAT | O_NOFOLLOW;
+        self.shared.with_open(scheme, caller, &node.path, flags, move |fd| match fd {
+            Ok(fd) => {
+                let call = Call::Flink { fd, path: path.clone() };
+                let inner = Arc::clone(&shared);
+                shared.call(scheme, caller, call, move |r| match value_of(r) {
+                    Ok(_) => inner.clone().stat_path(scheme, caller, &path.clone(), move |stat| {
+                        match stat {
+                            Ok(stat) => SchemeFs::reply_entry(&inner, scheme, &path, &stat, reply),
+                            Err(err) => reply.error(err),
+                        }
+                    }),
+                    Err(err) => reply.error(err),
+                });
+            }
+            Err(err) => reply.error(err),
+        });
+    }
 }

@@ -89,9 +89,15 @@ impl SchemeFs {
     }
 
     /// Replies with the entry for `path`, counting a kernel lookup.
-    fn reply_entry(shared: &Shared, scheme: usize, path: &str, stat: &Stat, reply: ReplyEntry) {
+    pub(super) fn reply_entry(
+        shared: &Shared,
+        scheme: usize,
+        path: &str,
+        stat: &Stat,
+        reply: ReplyEntry,
+    ) {
         let kind = if path.is_empty() { Kind::Dir } else { attr::kind_of(stat) };
-        let ino = shared.inodes().lookup(scheme, path, kind);
+        let ino = shared.inodes().lookup(scheme, path, kind, stat.st_ino);
         let attr = if path.is_empty() && kind != attr::kind_of(stat) {
             synthetic_dir(ino, shared.owner)
         } else {
@@ -107,7 +113,7 @@ impl SchemeFs {
             Ok(stat) => Self::reply_entry(&shared, scheme, &path, &stat, reply),
             Err(_) if path.is_empty() => {
                 // A scheme root that cannot be statted is still a directory of the mount.
-                let ino = shared.inodes().lookup(scheme, "", Kind::Dir);
+                let ino = shared.inodes().lookup(scheme, "", Kind::Dir, 0);
                 reply.entry(&TTL, &synthetic_dir(ino, shared.owner), GENERATION);
             }
             Err(err) => reply.error(err),
@@ -413,7 +419,10 @@ impl Filesystem for SchemeFs {
         flags: fuser::RenameFlags,
         reply: ReplyEmpty,
     ) {
-        if !flags.is_empty() {
+        // RENAME_NOREPLACE (mv -n, and coreutils' first try) is checked here; Redox's frename
+        // has no flags. RENAME_EXCHANGE and RENAME_WHITEOUT cannot be expressed.
+        let no_replace = flags == fuser::RenameFlags::RENAME_NOREPLACE;
+        if !flags.is_empty() && !no_replace {
             return reply.error(LinuxErrno::EINVAL);
         }
         let (from, to) = match (self.child(parent, name), self.child(newparent, newname)) {
@@ -423,23 +432,21 @@ impl Filesystem for SchemeFs {
         if from.0 != to.0 || from.1.is_empty() || to.1.is_empty() {
             return reply.error(LinuxErrno::EXDEV);
         }
-        let (shared, caller, scheme) = (Arc::clone(&self.shared), caller(req), from.0);
+        let (caller, scheme) = (caller(req), from.0);
         let (from_path, to_path) = (from.1, to.1);
-        let flags = O_STAT | O_NOFOLLOW;
-        self.shared.with_open(scheme, caller, &from_path.clone(), flags, move |fd| match fd {
-            Ok(fd) => {
-                let call = Call::Frename { fd, path: to_path.clone() };
-                let inner = Arc::clone(&shared);
-                shared.call(scheme, caller, call, move |r| match value_of(r) {
-                    Ok(_) => {
-                        inner.inodes().renamed(scheme, &from_path, &to_path);
-                        reply.ok();
-                    }
-                    Err(err) => reply.error(err),
-                });
-            }
-            Err(err) => reply.error(err),
-        });
+        if no_replace {
+            let this = self.clone_ref();
+            return self.shared.stat_path(
+                scheme,
+                caller,
+                &to_path.clone(),
+                move |stat| match stat {
+                    Ok(_) => reply.error(LinuxErrno::EEXIST),
+                    Err(_) => this.rename_path(caller, scheme, from_path, to_path, reply),
+                },
+            );
+        }
+        self.rename_path(caller, scheme, from_path, to_path, reply);
     }
 
     fn link(
@@ -450,32 +457,7 @@ impl Filesystem for SchemeFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        let (node, (scheme, path)) = match (self.shared.node(ino.0), self.child(newparent, newname))
-        {
-            (Ok(node), Ok(child)) => (node, child),
-            (Err(err), _) | (_, Err(err)) => return reply.error(err),
-        };
-        if node.scheme != scheme {
-            return reply.error(LinuxErrno::EXDEV);
-        }
-        let (shared, caller) = (Arc::clone(&self.shared), caller(req));
-        let flags = O_STAT | O_NOFOLLOW;
-        self.shared.with_open(scheme, caller, &node.path, flags, move |fd| match fd {
-            Ok(fd) => {
-                let call = Call::Flink { fd, path: path.clone() };
-                let inner = Arc::clone(&shared);
-                shared.call(scheme, caller, call, move |r| match value_of(r) {
-                    Ok(_) => inner.clone().stat_path(scheme, caller, &path.clone(), move |stat| {
-                        match stat {
-                            Ok(stat) => Self::reply_entry(&inner, scheme, &path, &stat, reply),
-                            Err(err) => reply.error(err),
-                        }
-                    }),
-                    Err(err) => reply.error(err),
-                });
-            }
-            Err(err) => reply.error(err),
-        });
+        self.link_node(req, ino, newparent, newname, reply);
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -597,6 +579,9 @@ impl Filesystem for SchemeFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        if fh.0 == SYNTHETIC_FH {
+            return reply.ok();
+        }
         let handle = match self.handle(fh) {
             Ok(handle) => handle,
             Err(err) => return reply.error(err),
@@ -607,6 +592,56 @@ impl Filesystem for SchemeFs {
                 Err(err) => reply.error(err),
             }
         });
+    }
+
+    fn fsyncdir(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.fsync(req, ino, fh, datasync, reply);
+    }
+
+    // Redox schemes have no extended attributes and decide access when a file is opened, as
+    // on Redox. ENOSYS from the bridge itself (not from a daemon) makes the kernel stop asking.
+
+    fn access(&self, _req: &Request, _ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
+        reply.error(LinuxErrno::ENOSYS);
+    }
+
+    fn getxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _size: u32,
+        reply: fuser::ReplyXattr,
+    ) {
+        reply.error(LinuxErrno::ENOSYS);
+    }
+
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: fuser::ReplyXattr) {
+        reply.error(LinuxErrno::ENOSYS);
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(LinuxErrno::ENOSYS);
+    }
+
+    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(LinuxErrno::ENOSYS);
     }
 
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -720,7 +755,7 @@ impl Filesystem for SchemeFs {
             shared.fstat(scheme, caller, fd, move |stat| match stat {
                 Ok(stat) => {
                     let kind = attr::kind_of(&stat);
-                    let ino = inner.inodes().lookup(scheme, &path, kind);
+                    let ino = inner.inodes().lookup(scheme, &path, kind, stat.st_ino);
                     let stream = kind == Kind::Stream;
                     let handle = Handle::new(scheme, fd, stream, redox_flags & !0xFFFF);
                     let fh = inner.handles.insert(handle);
