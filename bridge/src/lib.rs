@@ -6,13 +6,14 @@
 //! - [`Client`]: the caller side. Speaks the wire to a daemon (a spawned child or any pair of
 //!   pipes), many calls outstanding at once.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 
 pub mod client;
 pub mod fuse;
 mod locate;
 mod packet;
+pub mod redox;
 pub mod serve;
 mod socket;
 pub mod trace;

@@ -223,3 +223,20 @@ fn an_ordinary_user_meets_the_daemons_permission_checks() {
     let owner = std::fs::metadata(mount.path("mine/f")).unwrap().uid();
     assert_eq!(owner, uid, "the caller's uid reached the daemon");
 }
+
+#[test]
+fn files_survive_the_kernel_forgetting_their_inodes() {
+    let Some(mount) = Mount::start(&["ramfs"]) else { return };
+    let out = ok(
+        &mount,
+        r#"
+        echo data > "$M/f"; mkdir "$M/d"; echo more > "$M/d/g"; ln "$M/f" "$M/d/h"
+        sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+        cat "$M/f" "$M/d/g" "$M/d/h"
+        [ "$(stat -c %i "$M/f")" = "$(stat -c %i "$M/d/h")" ]
+        rm "$M/f"; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+        cat "$M/d/h"
+    "#,
+    );
+    assert_eq!(out, "data\nmore\ndata\ndata\n");
+}

@@ -38,8 +38,9 @@ pub(crate) fn from_stat(ino: u64, stat: &Stat, owner: Owner) -> FileAttr {
         Kind::Stream => (FileType::RegularFile, 0, 0),
     };
     FileAttr {
-        // The daemon's inode number when it has one, so hard links show the same st_ino.
-        ino: INodeNo(if stat.st_ino != 0 { stat.st_ino } else { ino }),
+        // fuser takes this as the FUSE node id too: it must be the bridge's inode number
+        // (which is the daemon's st_ino where possible, see inodes.rs).
+        ino: INodeNo(ino),
         size,
         blocks,
         atime: time(stat.st_atime, stat.st_atime_nsec),
@@ -90,7 +91,7 @@ mod tests {
     }
 
     #[test]
-    fn files_keep_size_inode_and_times() {
+    fn files_keep_size_times_and_the_given_node_id() {
         let stat = Stat {
             st_mode: MODE_FILE | 0o640,
             st_ino: 77,
@@ -103,7 +104,7 @@ mod tests {
         let attr = from_stat(5, &stat, Owner { uid: None, gid: Some(9) });
         assert_eq!(
             (attr.ino, attr.size, attr.perm, attr.uid, attr.gid),
-            (INodeNo(77), 12, 0o640, 3, 9)
+            (INodeNo(5), 12, 0o640, 3, 9)
         );
         assert_eq!(attr.mtime, UNIX_EPOCH + Duration::new(10, 5));
     }

@@ -47,8 +47,14 @@ pub(crate) struct Inodes {
     nodes: HashMap<u64, Node>,
     by_path: HashMap<(usize, String), u64>,
     by_st_ino: HashMap<(usize, u64), u64>,
+    /// The last made-up node id.
     next: u64,
+    /// Whether daemon inode numbers are used as node ids (one scheme: they cannot collide).
+    own_numbers: bool,
 }
+
+/// Made-up node ids start above this.
+const MADE_UP: u64 = 1 << 56;
 
 impl Inodes {
     /// A table holding only the root, which is `root_scheme`'s "" (or the namespace root).
@@ -65,7 +71,8 @@ impl Inodes {
             nodes: HashMap::new(),
             by_path: HashMap::new(),
             by_st_ino: HashMap::new(),
-            next: ROOT + 1,
+            next: MADE_UP,
+            own_numbers: root_scheme != NAMESPACE,
         };
         inodes.by_path.insert((root_scheme, String::new()), ROOT);
         inodes.nodes.insert(ROOT, root);
@@ -108,8 +115,15 @@ impl Inodes {
     }
 
     fn insert(&mut self, scheme: usize, path: &str, kind: Kind, st_ino: u64) -> u64 {
-        let ino = self.next;
-        self.next += 1;
+        // fuser uses one number as both the FUSE node id and st_ino, so a daemon's inode number
+        // is kept where it can be (ls -i, find and du see the daemon's numbers); otherwise one
+        // is made up from a range no daemon number is expected in.
+        let ino = if self.own_numbers && st_ino > ROOT && !self.nodes.contains_key(&st_ino) {
+            st_ino
+        } else {
+            self.next += 1;
+            self.next
+        };
         self.by_path.insert((scheme, path.to_owned()), ino);
         if st_ino != 0 {
             self.by_st_ino.insert((scheme, st_ino), ino);

@@ -55,7 +55,10 @@ impl Shared {
 
     pub(crate) fn node(&self, ino: u64) -> FsResult<Node> {
         let inodes = self.inodes.lock().unwrap_or_else(PoisonError::into_inner);
-        inodes.get(ino).cloned().ok_or(LinuxErrno::ESTALE)
+        inodes.get(ino).cloned().ok_or_else(|| {
+            log::debug!("inode {ino} is not in the table");
+            LinuxErrno::ESTALE
+        })
     }
 
     pub(crate) fn inodes(&self) -> std::sync::MutexGuard<'_, Inodes> {
