@@ -41,10 +41,22 @@ pub fn serve_with(name: &str, options: Options, socket: &mut SchemeSocket) -> io
         "null" => serve_scheme_mut(socket, &mut ZeroScheme::new(Kind::Null)),
         "zero" => serve_scheme_mut(socket, &mut ZeroScheme::new(Kind::Zero)),
         "rand" => serve_scheme_mut(socket, &mut RandScheme::new()?),
-        "ramfs" => serve_fs(socket, &mut RamFs::new(options.max_bytes)),
+        "ramfs" => {
+            let max_bytes = options.max_bytes.or_else(half_of_memory);
+            serve_fs(socket, &mut RamFs::new(max_bytes))
+        }
         other => Err(io::Error::new(
             io::ErrorKind::NotFound,
             format!("no built-in scheme {other:?} (built in: {})", BUILTIN.join(", ")),
         )),
     }
+}
+
+/// Like tmpfs, a memory filesystem without an explicit size may hold half of the machine's
+/// memory, so `truncate -s 1T` is ENOSPC rather than the out-of-memory killer.
+fn half_of_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|line| line.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024 / 2)
 }

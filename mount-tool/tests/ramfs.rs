@@ -240,3 +240,15 @@ fn files_survive_the_kernel_forgetting_their_inodes() {
     );
     assert_eq!(out, "data\nmore\ndata\ndata\n");
 }
+
+#[test]
+fn without_a_limit_a_huge_truncate_is_enospc_not_an_out_of_memory_kill() {
+    let Some(mount) = Mount::start(&["ramfs"]) else { return };
+    ok(
+        &mount,
+        r#"
+        touch "$M/f"; ! truncate -s 1T "$M/f" 2>/dev/null
+        echo still alive > "$M/g"; [ "$(cat "$M/g")" = "still alive" ]
+    "#,
+    );
+}
