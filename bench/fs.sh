@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Throughput of the mounted ramfs next to a tmpfs directory, measured in the same run.
+# Throughput of the mounted ramfs (out of process, the product; and --in-process, fuser calling
+# the scheme directly) next to a tmpfs directory, measured in the same run.
 # Workloads: sequential write and read of SIZE_MB MiB with 1 MiB requests (dd), and
 # create+stat+unlink of NFILES files (one Python process per pass, same for both).
 # Prints median, min and max over REPS runs, and ramfs/tmpfs ratios of the medians.
@@ -14,9 +15,10 @@ cargo build --release -q --bin schememount
 SM=target/release/schememount
 work=$(mktemp -d)
 tmpfs=$(mktemp -d -p /dev/shm)
-trap '$SM -u "$work/ram" 2>/dev/null || true; rm -rf "$work" "$tmpfs"' EXIT
-mkdir "$work/ram"
+trap '$SM -u "$work/ram" 2>/dev/null || true; $SM -u "$work/inproc" 2>/dev/null || true; rm -rf "$work" "$tmpfs"' EXIT
+mkdir "$work/ram" "$work/inproc"
 $SM ramfs "$work/ram"
+$SM --in-process ramfs "$work/inproc"
 
 now() { date +%s%N; }
 mbps() { awk -v ns="$1" -v mb="$SIZE_MB" 'BEGIN { printf "%.1f\n", mb / (ns / 1e9) }'; }
@@ -43,8 +45,8 @@ PY
 
 declare -A results
 for _ in $(seq "$REPS"); do
-    for fs in tmpfs ramfs; do
-        dir=$tmpfs; [ $fs = ramfs ] && dir=$work/ram
+    for fs in tmpfs inproc ramfs; do
+        case $fs in tmpfs) dir=$tmpfs ;; inproc) dir=$work/inproc ;; ramfs) dir=$work/ram ;; esac
         results[$fs,write]+="$(seq_write "$dir") "
         results[$fs,read]+="$(seq_read "$dir") "
         rm -f "$dir/seq"
@@ -53,11 +55,12 @@ for _ in $(seq "$REPS"); do
 done
 
 stat3() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {printf "%s %s %s", a[int((NR+1)/2)], a[1], a[NR]}'; }
-printf '%-28s %12s %12s %12s %12s %12s %12s %8s\n' workload "tmpfs med" min max "ramfs med" min max ratio
+row() { read -r med min max <<<"$(echo "${results[$1,$2]}" | stat3)"; printf '%10s (%s-%s)' "$med" "$min" "$max"; }
+med() { echo "${results[$1,$2]}" | stat3 | cut -d' ' -f1; }
+printf '%-30s %26s %26s %26s %9s %9s\n' workload tmpfs "in-process ramfs" "ramfs (schememount)" "ram/tmp" "ram/inp"
 for w in write read meta; do
-    read -r tm tn tx <<<"$(echo "${results[tmpfs,$w]}" | stat3)"
-    read -r rm rn rx <<<"$(echo "${results[ramfs,$w]}" | stat3)"
-    label=$w; [ $w = meta ] && label="create+stat+unlink files/s"; [ $w != meta ] && label="seq $w ${SIZE_MB} MiB, MB/s"
-    ratio=$(awk -v r="$rm" -v t="$tm" 'BEGIN { printf "%.2f", r / t }')
-    printf '%-28s %12s %12s %12s %12s %12s %12s %8s\n' "$label" "$tm" "$tn" "$tx" "$rm" "$rn" "$rx" "$ratio"
+    label="seq $w ${SIZE_MB} MiB, MB/s"; [ $w = meta ] && label="create+stat+unlink, files/s"
+    r1=$(awk -v r="$(med ramfs $w)" -v t="$(med tmpfs $w)" 'BEGIN { printf "%.2f", r / t }')
+    r2=$(awk -v r="$(med ramfs $w)" -v t="$(med inproc $w)" 'BEGIN { printf "%.2f", r / t }')
+    printf '%-30s %26s %26s %26s %9s %9s\n' "$label" "$(row tmpfs $w)" "$(row inproc $w)" "$(row ramfs $w)" "$r1" "$r2"
 done

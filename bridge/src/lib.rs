@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 
+mod backend;
 pub mod client;
 pub mod fuse;
 mod locate;
@@ -18,6 +19,7 @@ pub mod serve;
 mod socket;
 pub mod trace;
 
+pub use backend::{Backend, InProcess};
 pub use client::{CallError, CallResult, Client, Completion, Event, PendingCall};
 pub use locate::find_daemon;
 pub use serve::{serve_block, serve_block_mut, serve_fs, serve_scheme, serve_scheme_mut, Getdents};

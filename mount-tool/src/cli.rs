@@ -28,6 +28,11 @@ pub(crate) struct Cli {
     #[arg(long, value_name = "COMMAND")]
     pub(crate) daemon: Option<String>,
 
+    /// Serve the scheme inside schememount itself (ramfs only): fuser calls the scheme's
+    /// handle directly, with no daemon process and no wire. For comparing, or convenience.
+    #[arg(long)]
+    pub(crate) in_process: bool,
+
     /// Mount several schemes under one root that lists them, like Redox's /scheme.
     #[arg(long)]
     pub(crate) namespace: bool,

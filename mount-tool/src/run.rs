@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use crossbeam_channel::{tick, Receiver};
 use log::info;
 use scheme_bridge::fuse::{self, MountConfig, Mounted};
-use scheme_bridge::{Client, Trace};
+use scheme_bridge::{Backend, Client, InProcess, Trace};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::{Handle, Signals};
 
@@ -39,12 +39,9 @@ pub(crate) fn mount_and_serve(cli: &Cli) -> Result<bool> {
     // Signals are caught before anything starts, so none is lost while mounting.
     let signals = Signals::new([SIGINT, SIGTERM, SIGHUP]).context("cannot catch signals")?;
     let (signal_rx, signal_handle) = forward_signals(signals)?;
-    let clients = start_daemons(cli, daemon_options)?;
     let trace = cli.debug.then(|| Arc::new(Trace::new()));
-    if let Some(trace) = &trace {
-        clients.iter().for_each(|(_, client)| client.set_trace(Arc::clone(trace)));
-    }
-    let mounted = fuse::mount(clients, &mountpoint, config)
+    let backends = start_backends(cli, daemon_options, trace.as_ref())?;
+    let mounted = fuse::mount(backends, &mountpoint, config)
         .with_context(|| format!("cannot mount on {}", mountpoint.display()))?;
     info!("mounted {} on {}", cli.args[..cli.args.len() - 1].join(" "), mountpoint.display());
     background::report_ready(background::in_background() && !cli.debug)?;
@@ -64,6 +61,38 @@ fn fsname(cli: &Cli) -> String {
     }
 }
 
+/// The schemes to mount: daemons behind the wire, or (`--in-process`) ramfs in this process.
+fn start_backends(
+    cli: &Cli,
+    options: options::DaemonOptions,
+    trace: Option<&Arc<Trace>>,
+) -> Result<Vec<(String, Arc<dyn Backend>)>> {
+    if cli.in_process {
+        return in_process(cli, options);
+    }
+    let clients = start_daemons(cli, options)?;
+    if let Some(trace) = trace {
+        clients.iter().for_each(|(_, client)| client.set_trace(Arc::clone(trace)));
+    }
+    Ok(clients
+        .into_iter()
+        .map(|(name, client)| (name, Arc::new(client) as Arc<dyn Backend>))
+        .collect())
+}
+
+fn in_process(
+    cli: &Cli,
+    options: options::DaemonOptions,
+) -> Result<Vec<(String, Arc<dyn Backend>)>> {
+    match cli.schemes() {
+        [name] if name == "ramfs" && cli.daemon.is_none() => {
+            let ramfs = scheme_daemons::ramfs::RamFs::new(options.max_bytes);
+            Ok(vec![(name.clone(), Arc::new(InProcess::new(name, ramfs)) as Arc<dyn Backend>)])
+        }
+        _ => bail!("--in-process serves the ramfs scheme only (one that never blocks)"),
+    }
+}
+
 fn start_daemons(cli: &Cli, options: options::DaemonOptions) -> Result<Vec<(String, Client)>> {
     if let Some(command) = &cli.daemon {
         let expected = cli.schemes().first().map(String::as_str).unwrap_or("");
@@ -71,7 +100,9 @@ fn start_daemons(cli: &Cli, options: options::DaemonOptions) -> Result<Vec<(Stri
         return Ok(vec![(client.scheme().to_owned(), client)]);
     }
     if cli.schemes().is_empty() {
-        bail!("name a scheme to mount (chan, time, null, zero, rand) or give --daemon COMMAND");
+        bail!(
+            "name a scheme to mount (chan, time, null, zero, rand, ramfs) or give --daemon COMMAND"
+        );
     }
     cli.schemes()
         .iter()
@@ -94,8 +125,8 @@ fn forward_signals(mut signals: Signals) -> Result<(Receiver<i32>, Handle)> {
 }
 
 fn wait_for_end(mounted: &Mounted, signals: &Receiver<i32>) -> End {
-    let clients = mounted.clients();
-    let closed: Vec<Receiver<()>> = clients.iter().map(Client::closed).collect();
+    let backends = mounted.backends();
+    let closed: Vec<Receiver<()>> = backends.iter().map(|b| b.closed()).collect();
     let ticker = tick(Duration::from_millis(100));
     loop {
         let mut select = crossbeam_channel::Select::new();
@@ -119,7 +150,10 @@ fn wait_for_end(mounted: &Mounted, signals: &Receiver<i32>) -> End {
             }
             i => {
                 let _ = op.recv(&closed[i]);
-                return End::DaemonDied(format!("the daemon for {:?} exited", clients[i].scheme()));
+                return End::DaemonDied(format!(
+                    "the daemon for {:?} exited",
+                    backends[i].scheme()
+                ));
             }
         }
     }

@@ -252,3 +252,20 @@ fn without_a_limit_a_huge_truncate_is_enospc_not_an_out_of_memory_kill() {
     "#,
     );
 }
+
+#[test]
+fn in_process_mode_serves_the_same_filesystem() {
+    let Some(mount) = Mount::start(&["--in-process", "ramfs"]) else { return };
+    ok(
+        &mount,
+        r#"
+        mkdir "$M/d"; echo data > "$M/d/f"; ln "$M/d/f" "$M/g"; ln -s d/f "$M/l"
+        [ "$(cat "$M/l")" = data ] && [ "$(stat -c %h "$M/g")" = 2 ]
+        cd "$M" && git init -q r && cd r && echo x > x && git add x
+        git -c user.email=t@e -c user.name=T commit -qm one && [ "$(git log --oneline | wc -l)" = 1 ]
+    "#,
+    );
+    let out =
+        Command::new(util::SCHEMEMOUNT).args(["--in-process", "chan", "/tmp"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the ramfs scheme only"));
+}

@@ -29,7 +29,7 @@ use log::{debug, warn};
 
 pub use table::SchemeFs;
 
-use crate::client::Client;
+use crate::backend::Backend;
 use shared::{Scheme, Shared};
 
 /// The write size asked for when the kernel does not say how many pages it allows.
@@ -95,10 +95,11 @@ pub struct Mounted {
     event_threads: Vec<JoinHandle<()>>,
 }
 
-/// Mounts `schemes` (name, connected client) at `mountpoint`. With one scheme and no
+/// Mounts `schemes` (name, backend: a connected [`Client`](crate::Client) or an
+/// [`InProcess`](crate::InProcess) scheme) at `mountpoint`. With one scheme and no
 /// namespace its root is the mount's root; otherwise each is a directory named after it.
 pub fn mount(
-    schemes: Vec<(String, Client)>,
+    schemes: Vec<(String, Arc<dyn Backend>)>,
     mountpoint: &Path,
     config: MountConfig,
 ) -> io::Result<Mounted> {
@@ -106,7 +107,7 @@ pub fn mount(
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "no scheme to mount"));
     }
     let namespace = config.namespace || schemes.len() > 1;
-    let schemes = schemes.into_iter().map(|(name, client)| Scheme { name, client }).collect();
+    let schemes = schemes.into_iter().map(|(name, backend)| Scheme { name, backend }).collect();
     let owner = attr::Owner { uid: config.uid, gid: config.gid };
     let shared = Arc::new(Shared::new(schemes, namespace, owner));
     if let Some(warning) = kernel::check_request_timeout() {
@@ -152,7 +153,7 @@ fn spawn_event_relays(
 ) -> io::Result<Vec<JoinHandle<()>>> {
     let mut threads = Vec::new();
     for (index, scheme) in shared.schemes.iter().enumerate() {
-        let events = scheme.client.events().clone();
+        let events = scheme.backend.events();
         let (shared, stopped) = (Arc::downgrade(shared), stopped.clone());
         let thread = std::thread::Builder::new().name(format!("{}-events", scheme.name)).spawn(
             move || loop {
@@ -175,9 +176,9 @@ fn spawn_event_relays(
 }
 
 impl Mounted {
-    /// The clients, to watch for a daemon that dies.
-    pub fn clients(&self) -> Vec<Client> {
-        self.shared.schemes.iter().map(|s| s.client.clone()).collect()
+    /// The schemes, to watch for a daemon that dies.
+    pub fn backends(&self) -> Vec<Arc<dyn Backend>> {
+        self.shared.schemes.iter().map(|s| Arc::clone(&s.backend)).collect()
     }
 
     /// Whether the kernel ended the session (someone ran `fusermount -u`, or it was aborted).
@@ -223,7 +224,7 @@ impl Mounted {
             let _ = thread.join();
         }
         for scheme in &self.shared.schemes {
-            scheme.client.shutdown();
+            scheme.backend.shutdown();
         }
         result
     }

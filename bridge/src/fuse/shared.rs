@@ -17,13 +17,14 @@ use super::errno;
 use super::handles::Handles;
 use super::inodes::{Inodes, Node, NAMESPACE};
 use super::interrupts::Interrupts;
-use crate::client::{CallResult, Client};
+use crate::backend::Backend;
+use crate::client::CallResult;
 
 /// One daemon served by the mount.
 #[derive(Debug)]
 pub(crate) struct Scheme {
     pub(crate) name: String,
-    pub(crate) client: Client,
+    pub(crate) backend: std::sync::Arc<dyn Backend>,
 }
 
 /// Everything the op table shares with completions.
@@ -73,7 +74,7 @@ impl Shared {
         call: Call,
         done: impl FnOnce(CallResult<Reply>) + Send + 'static,
     ) {
-        self.schemes[scheme].client.submit(caller, call, Box::new(done));
+        self.schemes[scheme].backend.submit(caller, call, Box::new(done));
     }
 
     /// Like [`Shared::call`], for a call that may block: FUSE request `unique` can interrupt it.
@@ -86,8 +87,8 @@ impl Shared {
         done: impl FnOnce(CallResult<Reply>) + Send + 'static,
     ) {
         let this = Arc::clone(self);
-        let client = &self.schemes[scheme].client;
-        let tag = client.submit(
+        let backend = &self.schemes[scheme].backend;
+        let tag = backend.submit(
             caller,
             call,
             Box::new(move |result| {
@@ -109,7 +110,7 @@ impl Shared {
 
     fn cancel(&self, scheme: usize, tag: scheme_protocol::Tag) {
         debug!("interrupt: cancelling tag {} of {}", tag.0, self.schemes[scheme].name);
-        self.schemes[scheme].client.cancel(tag);
+        self.schemes[scheme].backend.cancel(tag);
     }
 
     /// Closes a daemon handle the bridge opened for itself; the answer does not matter.
