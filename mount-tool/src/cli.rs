@@ -46,7 +46,9 @@ pub(crate) struct Cli {
     pub(crate) debug: bool,
 
     /// Mount options, comma separated: ro, allow_other, default_permissions, uid=N, gid=N,
-    /// max_write=BYTES, noauto_unmount, nointr (no interrupt relay: Ctrl-C cannot cancel a
+    /// max_write=BYTES, max_bytes=BYTES (ramfs size), entry_timeout=SECONDS and
+    /// attr_timeout=SECONDS (how long the kernel caches names and attributes; 0 by default,
+    /// since scheme names come and go), noauto_unmount, nointr (no interrupt relay: Ctrl-C cannot cancel a
     /// blocked call; for measuring what the relay costs).
     #[arg(short = 'o', value_name = "OPTIONS", action = clap::ArgAction::Append)]
     pub(crate) options: Vec<String>,

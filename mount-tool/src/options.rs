@@ -28,16 +28,25 @@ pub(crate) fn apply(
             ("default_permissions", None) => config.options.default_permissions = true,
             ("noauto_unmount", None) => config.options.auto_unmount = false,
             ("nointr", None) => config.interrupts = false,
+            ("entry_timeout", Some(v)) => config.ttl.entry = seconds(key, v)?,
+            ("attr_timeout", Some(v)) => config.ttl.attr = seconds(key, v)?,
             ("uid", Some(v)) => config.uid = Some(number(key, v)?),
             ("gid", Some(v)) => config.gid = Some(number(key, v)?),
             ("max_write", Some(v)) => config.max_write = number(key, v)?,
             ("max_bytes", Some(v)) => {
                 daemon.max_bytes = Some(v.parse().with_context(|| format!("option max_bytes={v}: not a number"))?)
             }
-            (key, _) => bail!("unknown mount option {key:?} (known: ro, allow_other, default_permissions, uid=N, gid=N, max_write=N, max_bytes=N, noauto_unmount, nointr)"),
+            (key, _) => bail!("unknown mount option {key:?} (known: ro, allow_other, default_permissions, uid=N, gid=N, max_write=N, max_bytes=N, entry_timeout=S, attr_timeout=S, noauto_unmount, nointr)"),
         }
     }
     Ok(())
+}
+
+fn seconds(key: &str, value: &str) -> Result<std::time::Duration> {
+    let secs: f64 =
+        value.parse().with_context(|| format!("option {key}={value}: not a number of seconds"))?;
+    std::time::Duration::try_from_secs_f64(secs)
+        .with_context(|| format!("option {key}={value}: out of range"))
 }
 
 fn number(key: &str, value: &str) -> Result<u32> {

@@ -34,6 +34,11 @@ pub(crate) fn mount_and_serve(cli: &Cli) -> Result<bool> {
     config.options.auto_unmount = true;
     config.options.subtype = "schememount".into();
     config.options.fsname = fsname(cli);
+    if cli.schemes() == ["ramfs"] && cli.daemon.is_none() {
+        // A memory filesystem changes only through this mount: the kernel may cache what it
+        // saw for a second, as libfuse does by default (-o entry_timeout=0,attr_timeout=0 not to).
+        config.ttl = fuse::Ttl { entry: Duration::from_secs(1), attr: Duration::from_secs(1) };
+    }
     let mut daemon_options = options::DaemonOptions::default();
     options::apply(&mut config, &mut daemon_options, &cli.options)?;
     // Signals are caught before anything starts, so none is lost while mounting.

@@ -30,6 +30,7 @@ use log::{debug, warn};
 pub use table::SchemeFs;
 
 use crate::backend::Backend;
+pub use shared::Ttl;
 use shared::{Scheme, Shared};
 
 /// The write size asked for when the kernel does not say how many pages it allows.
@@ -66,6 +67,8 @@ pub struct MountConfig {
     pub namespace: bool,
     /// The largest write to ask the kernel for.
     pub max_write: u32,
+    /// How long the kernel may cache names and attributes.
+    pub ttl: Ttl,
     /// Relay /dev/fuse so that FUSE_INTERRUPT cancels scheme calls (on by default; off hands
     /// the device straight to fuser, which answers interrupts ENOSYS).
     pub interrupts: bool,
@@ -80,6 +83,7 @@ impl Default for MountConfig {
             namespace: false,
             max_write: kernel_max_write(),
             interrupts: true,
+            ttl: Ttl::default(),
         }
     }
 }
@@ -109,7 +113,7 @@ pub fn mount(
     let namespace = config.namespace || schemes.len() > 1;
     let schemes = schemes.into_iter().map(|(name, backend)| Scheme { name, backend }).collect();
     let owner = attr::Owner { uid: config.uid, gid: config.gid };
-    let shared = Arc::new(Shared::new(schemes, namespace, owner));
+    let shared = Arc::new(Shared::new(schemes, namespace, owner, config.ttl));
     if let Some(warning) = kernel::check_request_timeout() {
         warn!("{warning}");
     }

@@ -36,13 +36,36 @@ pub(crate) struct Shared {
     pub(crate) interrupts: Interrupts,
     pub(crate) tokens: Tokens,
     pub(crate) owner: Owner,
+    pub(crate) ttl: Ttl,
+}
+
+/// How long the kernel may cache names and attributes (`-o entry_timeout=,attr_timeout=`).
+/// Zero by default: scheme names come and go (chan listeners) and daemons change behind the
+/// mount. Stream files never have their attributes cached.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ttl {
+    /// Name -> inode.
+    pub entry: std::time::Duration,
+    /// Attributes of directories, regular files and symlinks.
+    pub attr: std::time::Duration,
+}
+
+impl Ttl {
+    /// The attribute time-to-live for a node of `kind`.
+    pub(crate) fn attr_for(&self, kind: super::inodes::Kind) -> std::time::Duration {
+        if kind == super::inodes::Kind::Stream {
+            std::time::Duration::ZERO
+        } else {
+            self.attr
+        }
+    }
 }
 
 /// A Linux errno result.
 pub(crate) type FsResult<T> = Result<T, LinuxErrno>;
 
 impl Shared {
-    pub(crate) fn new(schemes: Vec<Scheme>, namespace: bool, owner: Owner) -> Shared {
+    pub(crate) fn new(schemes: Vec<Scheme>, namespace: bool, owner: Owner, ttl: Ttl) -> Shared {
         let root_scheme = if namespace { NAMESPACE } else { 0 };
         Shared {
             schemes,
@@ -51,6 +74,7 @@ impl Shared {
             interrupts: Interrupts::default(),
             tokens: Tokens::default(),
             owner,
+            ttl,
         }
     }
 

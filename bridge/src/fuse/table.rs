@@ -53,7 +53,7 @@ use super::shared::{data_of, fd_of, value_of, FsResult, Gather, Shared};
 use crate::client::CallResult;
 use scheme_protocol::Reply;
 
-/// Entries and attributes are never cached: scheme names come and go (chan listeners).
+/// For what the bridge makes up itself (the namespace root, `.dup`): never cached.
 const TTL: Duration = Duration::ZERO;
 const GENERATION: Generation = Generation(0);
 /// `UTIME_OMIT` in a futimens time: leave this time alone.
@@ -103,7 +103,7 @@ impl SchemeFs {
         } else {
             attr::from_stat(ino, stat, shared.owner)
         };
-        reply.entry(&TTL, &attr, GENERATION);
+        reply.entry_with_ttls(&shared.ttl.attr_for(kind), &shared.ttl.entry, &attr, GENERATION);
     }
 
     /// Stats `path` and answers an entry reply.
@@ -125,7 +125,8 @@ impl SchemeFs {
         let is_root = shared.node(ino).map(|n| n.path.is_empty()).unwrap_or(false);
         match stat {
             Ok(stat) if !is_root || attr::kind_of(&stat) == Kind::Dir => {
-                reply.attr(&TTL, &attr::from_stat(ino, &stat, shared.owner));
+                let ttl = shared.ttl.attr_for(attr::kind_of(&stat));
+                reply.attr(&ttl, &attr::from_stat(ino, &stat, shared.owner));
             }
             _ if is_root => reply.attr(&TTL, &synthetic_dir(ino, shared.owner)),
             Ok(_) => reply.error(LinuxErrno::EIO),
@@ -761,7 +762,8 @@ impl Filesystem for SchemeFs {
                     let handle = Handle::new(scheme, fd, stream, redox_flags & !0xFFFF);
                     let fh = inner.handles.insert(handle);
                     let attr = attr::from_stat(ino, &stat, inner.owner);
-                    reply.created(&TTL, &attr, GENERATION, FileHandle(fh), open_flags(stream));
+                    let ttl = inner.ttl.attr_for(kind).min(inner.ttl.entry);
+                    reply.created(&ttl, &attr, GENERATION, FileHandle(fh), open_flags(stream));
                 }
                 Err(err) => {
                     inner.close_quietly(scheme, caller, fd);
