@@ -19,12 +19,12 @@ const BATCH: usize = 64;
 
 /// Serves a `Scheme` until the caller side closes.
 pub fn serve_scheme<S: Scheme>(socket: &mut SchemeSocket, scheme: &S) -> io::Result<()> {
-    serve_at_once(socket, |packet| scheme.handle(packet))
+    serve_at_once(socket, |_, packet| scheme.handle(packet))
 }
 
 /// Serves a `SchemeMut` until the caller side closes.
 pub fn serve_scheme_mut<S: SchemeMut>(socket: &mut SchemeSocket, scheme: &mut S) -> io::Result<()> {
-    serve_at_once(socket, |packet| scheme.handle(packet))
+    serve_at_once(socket, |_, packet| scheme.handle(packet))
 }
 
 /// Serves a `SchemeBlock` until the caller side closes, parking requests that return `None`.
@@ -56,31 +56,22 @@ pub fn serve_fs<S: SchemeMut + Getdents>(
     socket: &mut SchemeSocket,
     scheme: &mut S,
 ) -> io::Result<()> {
-    let mut packets = Vec::with_capacity(BATCH);
-    loop {
-        packets.clear();
-        match socket.next_packets(&mut packets, BATCH)? {
-            Next::Closed => return Ok(()),
-            Next::Woken => continue,
-            Next::Packets => {}
+    serve_at_once(socket, |socket, packet| {
+        if packet.a != SYS_GETDENTS {
+            return scheme.handle(packet);
         }
-        packets.retain(|packet| !is_cancel(packet));
-        for packet in packets.iter_mut() {
-            if packet.a == SYS_GETDENTS {
-                let opaque = u64::from(packet.uid) | (u64::from(packet.gid) << 32);
-                let result = socket
-                    .with_out_buffer(packet.id, |buf| scheme.getdents(packet.b, buf, opaque))
-                    .unwrap_or(Err(Error::new(syscall::error::EINVAL)));
-                packet.a = Error::mux(result);
-            } else {
-                scheme.handle(packet);
-            }
-        }
-        socket.write_packets(&packets);
-    }
+        let opaque = u64::from(packet.uid) | (u64::from(packet.gid) << 32);
+        let result = socket
+            .with_out_buffer(packet.id, |buf| scheme.getdents(packet.b, buf, opaque))
+            .unwrap_or(Err(Error::new(syscall::error::EINVAL)));
+        packet.a = Error::mux(result);
+    })
 }
 
-fn serve_at_once(socket: &mut SchemeSocket, mut handle: impl FnMut(&mut Packet)) -> io::Result<()> {
+fn serve_at_once(
+    socket: &mut SchemeSocket,
+    mut handle: impl FnMut(&SchemeSocket, &mut Packet),
+) -> io::Result<()> {
     let mut packets = Vec::with_capacity(BATCH);
     loop {
         packets.clear();
@@ -91,7 +82,9 @@ fn serve_at_once(socket: &mut SchemeSocket, mut handle: impl FnMut(&mut Packet))
         }
         // Nothing is ever parked here, so cancellations have nothing to act on.
         packets.retain(|packet| !is_cancel(packet));
-        packets.iter_mut().for_each(&mut handle);
+        for packet in packets.iter_mut() {
+            handle(socket, packet);
+        }
         socket.write_packets(&packets);
     }
 }
