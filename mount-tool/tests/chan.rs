@@ -217,3 +217,32 @@ assert got == [b"to the server"], got
     let out = Command::new("python3").arg("-c").arg(script).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn a_dup_token_is_single_use_and_refused_to_another_user() {
+    let Some(mount) = Mount::start(&["-o", "allow_other", "chan"]) else { return };
+    let user = "sbtestuser";
+    let _ = Command::new("useradd").args(["--no-create-home", "--shell", "/bin/sh", user]).status();
+    let script = format!(
+        r#"
+import fcntl, os, subprocess
+mnt = {mnt:?}
+listener = os.open(mnt + "/tok", os.O_WRONLY | os.O_CREAT)
+client = os.open(mnt + "/tok", os.O_RDWR)
+buf = bytearray(b"listen".ljust(256, b"\0")); fcntl.ioctl(listener, 0xC1005301, buf)
+path = mnt + "/.dup/" + buf.split(b"\0")[0].decode()
+other = subprocess.run(["runuser", "-u", {user:?}, "--", "cat", path], capture_output=True, timeout=5)
+assert other.returncode != 0 and b"Permission denied" in other.stderr, other
+stream = os.open(path, os.O_WRONLY)          # the owner can, once
+try:
+    os.open(path, os.O_WRONLY); raise SystemExit("a token opened twice")
+except FileNotFoundError:
+    pass
+os.write(stream, b"ok")
+assert os.read(client, 2) == b"ok"
+"#,
+        mnt = mount.root().display().to_string()
+    );
+    let out = Command::new("python3").arg("-c").arg(script).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
