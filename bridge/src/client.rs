@@ -24,6 +24,9 @@ use scheme_protocol::{
 /// Events buffered for [`Client::events`] before new ones are dropped (with a warning).
 const EVENT_BACKLOG: usize = 1 << 16;
 
+/// How long a spawned daemon has to answer the handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long dropping a client waits for a spawned daemon to exit before killing it.
 const EXIT_GRACE: Duration = Duration::from_secs(1);
 
@@ -204,7 +207,21 @@ impl Client {
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             unreachable!("both were requested as pipes");
         };
-        match Self::connect(stdout, stdin, scheme) {
+        // The handshake runs on a helper thread so that a daemon that never answers (and never
+        // exits) is killed after HANDSHAKE_TIMEOUT instead of hanging the caller.
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let expected = scheme.to_owned();
+        std::thread::spawn(move || {
+            let _ = tx.send(Self::connect(stdout, stdin, &expected));
+        });
+        let outcome = rx.recv_timeout(HANDSHAKE_TIMEOUT).unwrap_or_else(|_| {
+            let _ = child.kill();
+            Err(scheme_protocol::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no handshake within {HANDSHAKE_TIMEOUT:?}"),
+            )))
+        });
+        match outcome {
             Ok(client) => {
                 *client.inner.child.lock().unwrap_or_else(PoisonError::into_inner) = Some(child);
                 Ok(client)

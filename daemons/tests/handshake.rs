@@ -41,3 +41,13 @@ fn the_daemon_exits_when_the_client_goes_away() {
     let gone = !std::path::Path::new(&format!("/proc/{pid}")).exists();
     assert!(gone, "daemon {pid} still exists (zombie or running) after the client was dropped");
 }
+
+#[test]
+fn a_daemon_that_never_answers_is_killed_after_the_handshake_timeout() {
+    let mut silent = Command::new("sleep");
+    silent.arg("600");
+    let started = std::time::Instant::now();
+    let err = Client::spawn(silent, "").unwrap_err();
+    assert!(err.to_string().contains("no handshake within"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+}
