@@ -267,7 +267,6 @@ impl Filesystem for SchemeFs {
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        log::debug!("forget {} {nlookup}", ino.0);
         self.shared.inodes().forget(ino.0, nlookup);
     }
 
