@@ -88,11 +88,6 @@ impl Handles {
         fhs.into_iter().filter_map(|fh| self.get(fh)).collect()
     }
 
-    /// How many FUSE files are open.
-    pub(crate) fn len(&self) -> usize {
-        self.open.read().unwrap_or_else(PoisonError::into_inner).len()
-    }
-
     fn index(&self) -> MutexGuard<'_, HashMap<(usize, Fd), HashSet<u64>>> {
         self.by_daemon_fd.lock().unwrap_or_else(PoisonError::into_inner)
     }

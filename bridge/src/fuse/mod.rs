@@ -190,11 +190,6 @@ impl Mounted {
         self.session.as_ref().is_none_or(|s| s.guard.is_finished())
     }
 
-    /// Open FUSE files right now.
-    pub fn open_files(&self) -> usize {
-        self.shared.handles.len()
-    }
-
     /// Unmounts, waits for the session to end and stops the daemons.
     pub fn unmount(mut self) -> io::Result<()> {
         self.shutdown()

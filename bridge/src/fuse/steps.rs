@@ -70,9 +70,8 @@ impl SchemeFs {
         dir: bool,
         reply: ReplyEmpty,
     ) {
-        let (scheme, path) = match self.child(parent, name) {
-            Ok(child) if !child.1.is_empty() => child,
-            Ok(_) => return reply.error(LinuxErrno::EBUSY),
+        let (scheme, path) = match self.named_child(parent, name, LinuxErrno::EBUSY) {
+            Ok(child) => child,
             Err(err) => return reply.error(err),
         };
         let call = if dir {

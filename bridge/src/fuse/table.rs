@@ -88,6 +88,20 @@ impl SchemeFs {
         Ok((node.scheme, join(&node.path, name)))
     }
 
+    /// Like [`SchemeFs::child`], for a name that must not be a scheme's root (`root_errno`
+    /// otherwise: EEXIST for create, EBUSY for unlink and rmdir).
+    pub(super) fn named_child(
+        &self,
+        parent: INodeNo,
+        name: &OsStr,
+        root_errno: LinuxErrno,
+    ) -> FsResult<(usize, String)> {
+        match self.child(parent, name)? {
+            (_, path) if path.is_empty() => Err(root_errno),
+            child => Ok(child),
+        }
+    }
+
     /// Replies with the entry for `path`, counting a kernel lookup.
     pub(super) fn reply_entry(
         shared: &Shared,
@@ -739,9 +753,8 @@ impl Filesystem for SchemeFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        let (scheme, path) = match self.child(parent, name) {
-            Ok(child) if !child.1.is_empty() => child,
-            Ok(_) => return reply.error(LinuxErrno::EEXIST),
+        let (scheme, path) = match self.named_child(parent, name, LinuxErrno::EEXIST) {
+            Ok(child) => child,
             Err(err) => return reply.error(err),
         };
         let redox_flags = flags::with_mode(flags::to_redox(flags) | O_CREAT, mode, umask);
