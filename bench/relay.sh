@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What the interrupt relay costs per FUSE request. Mounts the zero scheme twice, with the
-# relay (default) and with -o nointr (fuser reads /dev/fuse itself), and times 4 KiB reads:
+# relay (-o intr) and with -o nointr (fuser reads /dev/fuse itself), and times 4 KiB reads:
 # each is one FUSE READ round trip (zero is a direct-I/O stream). Prints median, min and max
 # microseconds per read over REPS runs of COUNT reads each, and the ratio of the medians.
 #
@@ -14,7 +14,7 @@ SM=target/release/schememount
 work=$(mktemp -d)
 trap 'for m in "$work"/relay "$work"/direct; do $SM -u "$m" 2>/dev/null || true; done; rm -rf "$work"' EXIT
 mkdir "$work/relay" "$work/direct"
-$SM zero "$work/relay"
+$SM -o intr zero "$work/relay"
 $SM -o nointr zero "$work/direct"
 
 # microseconds per 4 KiB read, one run

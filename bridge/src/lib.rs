@@ -20,8 +20,10 @@ mod socket;
 pub mod trace;
 
 pub use backend::{Backend, InProcess};
-pub use client::{CallError, CallResult, Client, Completion, Event, PendingCall};
+pub use client::{CallError, CallResult, Client, Completion, Event, Limits, PendingCall};
 pub use locate::find_daemon;
+#[doc(hidden)]
+pub use packet::translate_offline;
 pub use serve::{serve_block, serve_block_mut, serve_fs, serve_scheme, serve_scheme_mut, Getdents};
 pub use socket::{EventPoster, Next, SchemeSocket, PACKET_SIZE};
 pub use trace::Trace;

@@ -48,8 +48,12 @@ pub(crate) struct Cli {
     /// Mount options, comma separated: ro, allow_other, default_permissions, uid=N, gid=N,
     /// max_write=BYTES, max_bytes=BYTES (ramfs size), entry_timeout=SECONDS and
     /// attr_timeout=SECONDS (how long the kernel caches names and attributes; 0 by default,
-    /// since scheme names come and go), noauto_unmount, nointr (no interrupt relay: Ctrl-C cannot cancel a
-    /// blocked call; for measuring what the relay costs).
+    /// since scheme names come and go; 1 for ramfs), noauto_unmount, intr and nointr (the
+    /// interrupt relay that lets Ctrl-C cancel a blocked call: on by default, off by default
+    /// for null, zero, rand and ramfs, whose calls never block), max_requests=N (daemon calls
+    /// in flight per mount and per daemon, EAGAIN beyond; 32768 and 16384), max_handles=N (open
+    /// files per uid, EMFILE beyond; 65536), call_timeout=SECONDS (how long a call that should
+    /// answer at once, such as a stat, may take before it fails with EIO; 30, 0 = never).
     #[arg(short = 'o', value_name = "OPTIONS", action = clap::ArgAction::Append)]
     pub(crate) options: Vec<String>,
 

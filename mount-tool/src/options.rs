@@ -8,6 +8,8 @@ use scheme_bridge::fuse::MountConfig;
 pub(crate) struct DaemonOptions {
     /// ramfs: `-o max_bytes=N`.
     pub(crate) max_bytes: Option<u64>,
+    /// Limits on each daemon connection: `-o max_requests=N,call_timeout=S`.
+    pub(crate) limits: scheme_bridge::Limits,
 }
 
 /// Parses every `-o` argument (each a comma-separated list) into `config` and `daemon`.
@@ -28,6 +30,7 @@ pub(crate) fn apply(
             ("default_permissions", None) => config.options.default_permissions = true,
             ("noauto_unmount", None) => config.options.auto_unmount = false,
             ("nointr", None) => config.interrupts = false,
+            ("intr", None) => config.interrupts = true,
             ("entry_timeout", Some(v)) => config.ttl.entry = seconds(key, v)?,
             ("attr_timeout", Some(v)) => config.ttl.attr = seconds(key, v)?,
             ("uid", Some(v)) => config.uid = Some(number(key, v)?),
@@ -36,7 +39,19 @@ pub(crate) fn apply(
             ("max_bytes", Some(v)) => {
                 daemon.max_bytes = Some(v.parse().with_context(|| format!("option max_bytes={v}: not a number"))?)
             }
-            (key, _) => bail!("unknown mount option {key:?} (known: ro, allow_other, default_permissions, uid=N, gid=N, max_write=N, max_bytes=N, entry_timeout=S, attr_timeout=S, noauto_unmount, nointr)"),
+            ("max_requests", Some(v)) => {
+                let max = number(key, v)?.max(1) as usize;
+                config.limits.max_requests = max;
+                daemon.limits.max_outstanding = max;
+            }
+            ("max_handles", Some(v)) => {
+                config.limits.max_handles_per_uid = number(key, v)?.max(1) as usize;
+            }
+            ("call_timeout", Some(v)) => {
+                let timeout = seconds(key, v)?;
+                daemon.limits.call_timeout = (!timeout.is_zero()).then_some(timeout);
+            }
+            (key, _) => bail!("unknown mount option {key:?} (known: ro, allow_other, default_permissions, uid=N, gid=N, max_write=N, max_bytes=N, entry_timeout=S, attr_timeout=S, noauto_unmount, intr, nointr, max_requests=N, max_handles=N, call_timeout=S)"),
         }
     }
     Ok(())

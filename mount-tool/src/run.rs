@@ -39,6 +39,12 @@ pub(crate) fn mount_and_serve(cli: &Cli) -> Result<bool> {
         // saw for a second, as libfuse does by default (-o entry_timeout=0,attr_timeout=0 not to).
         config.ttl = fuse::Ttl { entry: Duration::from_secs(1), attr: Duration::from_secs(1) };
     }
+    if cli.daemon.is_none() && schemes.iter().all(|name| NEVER_BLOCKS.contains(&name.as_str())) {
+        // No call of these schemes waits, so there is nothing for Ctrl-C to interrupt, and the
+        // interrupt relay's two extra thread hand-offs per request would be pure cost
+        // (`-o intr` turns it on anyway).
+        config.interrupts = false;
+    }
     let mut daemon_options = options::DaemonOptions::default();
     options::apply(&mut config, &mut daemon_options, &cli.options)?;
     // Signals are caught before anything starts, so none is lost while mounting.
@@ -66,6 +72,9 @@ fn fsname(cli: &Cli) -> String {
     }
 }
 
+/// Built-in schemes whose calls all answer at once (unlike chan's reads or time's timers).
+const NEVER_BLOCKS: [&str; 4] = ["null", "zero", "rand", "ramfs"];
+
 /// The schemes to mount: daemons behind the wire, or (`--in-process`) ramfs in this process.
 fn start_backends(
     cli: &Cli,
@@ -76,6 +85,7 @@ fn start_backends(
         return in_process(cli, options);
     }
     let clients = start_daemons(cli, options)?;
+    clients.iter().for_each(|(_, client)| client.set_limits(options.limits));
     if let Some(trace) = trace {
         clients.iter().for_each(|(_, client)| client.set_trace(Arc::clone(trace)));
     }

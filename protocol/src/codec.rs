@@ -4,12 +4,13 @@
 //! limited to [`MAX_FRAME`] bytes on both encode and decode; bincode is configured with the same
 //! limit so no length claimed inside a body can allocate past it.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 
 use bincode::config::{Configuration, Fixint, Limit, LittleEndian};
 
+use crate::bytes::Bytes;
 use crate::error::{Error, Result};
-use crate::message::Frame;
+use crate::message::{Call, Frame, Reply};
 
 /// The hard upper bound on a frame body, in bytes. A peer may announce a smaller limit.
 pub const MAX_FRAME: usize = 16 << 20;
@@ -52,6 +53,62 @@ pub fn encode_frame(frame: &Frame, max: usize, out: &mut Vec<u8>) -> Result<()> 
         )));
     }
     out[start..start + LEN_PREFIX].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(())
+}
+
+/// Payloads at least this large are written straight from the frame instead of being copied
+/// into the frame buffer first.
+const SPLIT_PAYLOAD: usize = 16 << 10;
+
+/// For a frame that ends with a large payload (a write call or a data reply), the same frame
+/// with an empty payload, and the payload. The payload is the frame's last field, encoded as a
+/// `u64` length and the bytes, so the frame's encoding is the head's with that length patched,
+/// followed by the payload.
+fn split_payload(frame: &Frame) -> Option<(Frame, &[u8])> {
+    let empty = Bytes::default;
+    let (head, payload) = match frame {
+        Frame::Call { tag, caller, call: Call::Write { fd, data } } => {
+            let call = Call::Write { fd: *fd, data: empty() };
+            (Frame::Call { tag: *tag, caller: *caller, call }, data)
+        }
+        Frame::Reply { tag, response: Ok(Reply::Data(data)) } => {
+            (Frame::Reply { tag: *tag, response: Ok(Reply::Data(empty())) }, data)
+        }
+        _ => return None,
+    };
+    (payload.len() >= SPLIT_PAYLOAD).then_some((head, payload.as_slice()))
+}
+
+/// Appends the encoding of `head` (from [`split_payload`]) with its payload length set to
+/// `payload` bytes; the payload itself must follow it on the wire.
+fn encode_head(head: &Frame, payload: usize, max: usize, out: &mut Vec<u8>) -> Result<()> {
+    let start = out.len();
+    encode_frame(head, max, out)?;
+    let len = out.len() - start - LEN_PREFIX + payload;
+    let max = max.min(MAX_FRAME);
+    if len > max {
+        out.truncate(start);
+        return Err(Error::Encode(format!(
+            "{} frame of {len} bytes exceeds the peer's limit of {max} bytes",
+            head.kind()
+        )));
+    }
+    out[start..start + LEN_PREFIX].copy_from_slice(&(len as u32).to_le_bytes());
+    let at = out.len() - 8;
+    out[at..].copy_from_slice(&(payload as u64).to_le_bytes());
+    Ok(())
+}
+
+/// `write_all` for several buffers: retries short writes and `EINTR`.
+fn write_all_vectored(writer: &mut impl Write, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+    while !slices.is_empty() {
+        match writer.write_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
     Ok(())
 }
 
@@ -150,14 +207,31 @@ impl<W: Write> FrameWriter<W> {
         self.write_frames(std::slice::from_ref(frame))
     }
 
-    /// Encodes several frames and writes them with a single `write_all`, then flushes. Nothing
-    /// is written if any frame fails to encode.
+    /// Encodes several frames and writes them with one vectored write (more if the pipe takes
+    /// less), then flushes. Nothing is written if any frame fails to encode. Large payloads are
+    /// not copied into the frame buffer: they are written from the frame itself.
     pub fn write_frames(&mut self, frames: &[Frame]) -> Result<()> {
         self.buf.clear();
+        let mut pieces: Vec<(usize, &[u8])> = Vec::new();
         for frame in frames {
-            encode_frame(frame, self.max, &mut self.buf)?;
+            match split_payload(frame) {
+                Some((head, payload)) => {
+                    encode_head(&head, payload.len(), self.max, &mut self.buf)?;
+                    pieces.push((self.buf.len(), payload));
+                }
+                None => encode_frame(frame, self.max, &mut self.buf)?,
+            }
         }
-        self.inner.write_all(&self.buf)?;
+        let mut slices = Vec::with_capacity(2 * pieces.len() + 1);
+        let mut start = 0;
+        for (end, payload) in pieces {
+            slices.push(IoSlice::new(&self.buf[start..end]));
+            slices.push(IoSlice::new(payload));
+            start = end;
+        }
+        slices.push(IoSlice::new(&self.buf[start..]));
+        slices.retain(|slice| !slice.is_empty());
+        write_all_vectored(&mut self.inner, &mut slices)?;
         self.inner.flush()?;
         if self.buf.capacity() > RETAINED_BUFFER {
             self.buf = Vec::new();
@@ -206,6 +280,38 @@ mod tests {
             caller: Caller { pid: 1, uid: 2, gid: 3 },
             call: Call::Write { fd: Fd(4), data: vec![1, 2, 3].into() },
         }
+    }
+
+    /// Frames with large payloads go out in pieces (head, payload) that must add up to
+    /// exactly what `encode_frame` makes, in a batch with small frames around them.
+    #[test]
+    fn split_payload_frames_encode_byte_for_byte_like_whole_ones() {
+        let big: Vec<u8> = (0..SPLIT_PAYLOAD + 3).map(|i| i as u8).collect();
+        let frames = [
+            Frame::Call {
+                tag: Tag(9),
+                caller: Caller { pid: 1, uid: 2, gid: 3 },
+                call: Call::Write { fd: Fd(4), data: big.clone().into() },
+            },
+            sample(),
+            Frame::Reply { tag: Tag(10), response: Ok(Reply::Data(big.into())) },
+        ];
+        let mut expected = Vec::new();
+        for frame in &frames {
+            encode_frame(frame, MAX_FRAME, &mut expected).unwrap();
+        }
+        let mut writer = FrameWriter::new(Vec::new(), MAX_FRAME);
+        writer.write_frames(&frames).unwrap();
+        assert_eq!(writer.get_mut(), &expected);
+    }
+
+    #[test]
+    fn a_split_payload_over_the_limit_is_refused_and_nothing_is_written() {
+        let data = vec![0u8; SPLIT_PAYLOAD * 2];
+        let frame = Frame::Reply { tag: Tag(1), response: Ok(Reply::Data(data.into())) };
+        let mut writer = FrameWriter::new(Vec::new(), SPLIT_PAYLOAD);
+        assert!(matches!(writer.write_frame(&frame), Err(Error::Encode(_))));
+        assert!(writer.get_mut().is_empty());
     }
 
     #[test]

@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use fuser::PollNotifier;
 use scheme_protocol::Fd;
 
+use super::limits::HandleSlot;
+
 /// One open FUSE file.
 #[derive(Debug)]
 pub(crate) struct Handle {
@@ -20,6 +22,8 @@ pub(crate) struct Handle {
     /// Opened with O_APPEND: the daemon places writes, never seek.
     pub(crate) append: bool,
     io: Mutex<Io>,
+    /// This file's place in its opener's quota, given back when the handle goes.
+    _slot: HandleSlot,
 }
 
 /// The mutable part of a handle.
@@ -36,10 +40,15 @@ pub(crate) struct Io {
 }
 
 impl Handle {
-    pub(crate) fn new(scheme: usize, fd: Fd, stream: bool, flags: usize) -> Handle {
+    pub(crate) fn new(
+        (scheme, fd): (usize, Fd),
+        stream: bool,
+        flags: usize,
+        slot: HandleSlot,
+    ) -> Handle {
         let append = flags & syscall::flag::O_APPEND != 0;
         let io = Io { pos: Some(0), flags, ..Io::default() };
-        Handle { scheme, fd, stream, append, io: Mutex::new(io) }
+        Handle { scheme, fd, stream, append, io: Mutex::new(io), _slot: slot }
     }
 
     pub(crate) fn io(&self) -> MutexGuard<'_, Io> {

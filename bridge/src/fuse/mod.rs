@@ -13,6 +13,7 @@ mod handles;
 mod inodes;
 mod interrupts;
 pub mod kernel;
+mod limits;
 pub mod proxy;
 mod shared;
 mod special;
@@ -30,6 +31,7 @@ use log::{debug, warn};
 pub use table::SchemeFs;
 
 use crate::backend::Backend;
+pub use limits::MountLimits;
 pub use shared::Ttl;
 use shared::{Scheme, Shared};
 
@@ -72,6 +74,8 @@ pub struct MountConfig {
     /// Relay /dev/fuse so that FUSE_INTERRUPT cancels scheme calls (on by default; off hands
     /// the device straight to fuser, which answers interrupts ENOSYS).
     pub interrupts: bool,
+    /// Limits on calls in flight and open files.
+    pub limits: MountLimits,
 }
 
 impl Default for MountConfig {
@@ -84,6 +88,7 @@ impl Default for MountConfig {
             max_write: kernel_max_write(),
             interrupts: true,
             ttl: Ttl::default(),
+            limits: MountLimits::default(),
         }
     }
 }
@@ -113,7 +118,7 @@ pub fn mount(
     let namespace = config.namespace || schemes.len() > 1;
     let schemes = schemes.into_iter().map(|(name, backend)| Scheme { name, backend }).collect();
     let owner = attr::Owner { uid: config.uid, gid: config.gid };
-    let shared = Arc::new(Shared::new(schemes, namespace, owner, config.ttl));
+    let shared = Arc::new(Shared::new(schemes, namespace, owner, config.ttl, config.limits));
     if let Some(warning) = kernel::check_request_timeout() {
         warn!("{warning}");
     }

@@ -17,8 +17,9 @@ use super::errno;
 use super::handles::Handles;
 use super::inodes::{Inodes, Node, NAMESPACE};
 use super::interrupts::Interrupts;
+use super::limits::{Counters, MountLimits};
 use crate::backend::Backend;
-use crate::client::CallResult;
+use crate::client::{CallError, CallResult};
 
 /// One daemon served by the mount.
 #[derive(Debug)]
@@ -37,6 +38,7 @@ pub(crate) struct Shared {
     pub(crate) tokens: Tokens,
     pub(crate) owner: Owner,
     pub(crate) ttl: Ttl,
+    pub(crate) counters: Counters,
 }
 
 /// How long the kernel may cache names and attributes (`-o entry_timeout=,attr_timeout=`).
@@ -65,7 +67,13 @@ impl Ttl {
 pub(crate) type FsResult<T> = Result<T, LinuxErrno>;
 
 impl Shared {
-    pub(crate) fn new(schemes: Vec<Scheme>, namespace: bool, owner: Owner, ttl: Ttl) -> Shared {
+    pub(crate) fn new(
+        schemes: Vec<Scheme>,
+        namespace: bool,
+        owner: Owner,
+        ttl: Ttl,
+        limits: MountLimits,
+    ) -> Shared {
         let root_scheme = if namespace { NAMESPACE } else { 0 };
         Shared {
             schemes,
@@ -75,6 +83,7 @@ impl Shared {
             tokens: Tokens::default(),
             owner,
             ttl,
+            counters: Counters::new(limits),
         }
     }
 
@@ -98,7 +107,30 @@ impl Shared {
         call: Call,
         done: impl FnOnce(CallResult<Reply>) + Send + 'static,
     ) {
-        self.schemes[scheme].backend.submit(caller, call, Box::new(done));
+        self.submit(scheme, caller, call, Box::new(done));
+    }
+
+    /// Sends `call` within the mount's limit on calls in flight (`EAGAIN` beyond, without
+    /// sending); `None` if it was refused.
+    fn submit(
+        &self,
+        scheme: usize,
+        caller: Caller,
+        call: Call,
+        done: crate::Completion,
+    ) -> Option<scheme_protocol::Tag> {
+        let slot = match self.counters.request() {
+            Ok(slot) => slot,
+            Err(_) => {
+                done(Err(CallError::Errno(scheme_protocol::Errno::EAGAIN)));
+                return None;
+            }
+        };
+        let done = Box::new(move |result| {
+            drop(slot);
+            done(result);
+        });
+        Some(self.schemes[scheme].backend.submit(caller, call, done))
     }
 
     /// Like [`Shared::call`], for a call that may block: FUSE request `unique` can interrupt it.
@@ -111,15 +143,11 @@ impl Shared {
         done: impl FnOnce(CallResult<Reply>) + Send + 'static,
     ) {
         let this = Arc::clone(self);
-        let backend = &self.schemes[scheme].backend;
-        let tag = backend.submit(
-            caller,
-            call,
-            Box::new(move |result| {
-                this.interrupts.finished(unique);
-                done(result);
-            }),
-        );
+        let done = Box::new(move |result| {
+            this.interrupts.finished(unique);
+            done(result);
+        });
+        let Some(tag) = self.submit(scheme, caller, call, done) else { return };
         if let Some((scheme, tag)) = self.interrupts.started(unique, scheme, tag) {
             self.cancel(scheme, tag);
         }

@@ -77,9 +77,16 @@ impl SchemeFs {
         reply: ReplyOpen,
     ) -> Result<(), ReplyOpen> {
         let Some(token) = node.path.strip_prefix(TOKEN_PREFIX) else { return Err(reply) };
+        let slot = match self.shared.counters.handle(req.uid()) {
+            Ok(slot) => slot,
+            Err(err) => {
+                reply.error(err);
+                return Ok(());
+            }
+        };
         match self.shared.tokens.redeem(token, req.uid()) {
             Ok(ticket) => {
-                let handle = Handle::new(ticket.scheme, ticket.fd, ticket.stream, 0);
+                let handle = Handle::new((ticket.scheme, ticket.fd), ticket.stream, 0, slot);
                 let fh = self.shared.handles.insert(handle);
                 let flags = FopenFlags::FOPEN_DIRECT_IO
                     | FopenFlags::FOPEN_NONSEEKABLE

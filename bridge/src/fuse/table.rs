@@ -49,6 +49,7 @@ use super::dir;
 use super::flags;
 use super::handles::Handle;
 use super::inodes::{join, Kind, NAMESPACE};
+use super::limits::check_path;
 use super::shared::{data_of, fd_of, value_of, FsResult, Gather, Shared};
 use crate::client::CallResult;
 use scheme_protocol::Reply;
@@ -85,7 +86,9 @@ impl SchemeFs {
             let index = self.shared.schemes.iter().position(|s| s.name == name);
             return index.map(|i| (i, String::new())).ok_or(LinuxErrno::ENOENT);
         }
-        Ok((node.scheme, join(&node.path, name)))
+        let path = join(&node.path, name);
+        check_path(name, &path)?;
+        Ok((node.scheme, path))
     }
 
     /// Like [`SchemeFs::child`], for a name that must not be a scheme's root (`root_errno`
@@ -154,14 +157,18 @@ impl SchemeFs {
             Ok(node) => node,
             Err(err) => return reply.error(err),
         };
+        let slot = match self.shared.counters.handle(req.uid()) {
+            Ok(slot) => slot,
+            Err(err) => return reply.error(err),
+        };
         let shared = Arc::clone(&self.shared);
         let open = Call::Open { path: node.path.clone(), flags: redox_flags as u64 };
         let stream = node.kind == Kind::Stream;
         self.shared.call_interruptible(req.unique().0, node.scheme, caller(req), open, move |r| {
             match fd_of(r) {
                 Ok(fd) => {
-                    let fh =
-                        shared.handles.insert(Handle::new(node.scheme, fd, stream, redox_flags));
+                    let handle = Handle::new((node.scheme, fd), stream, redox_flags, slot);
+                    let fh = shared.handles.insert(handle);
                     reply.opened(FileHandle(fh), open_flags(stream));
                 }
                 Err(err) => reply.error(err),
@@ -668,6 +675,10 @@ impl Filesystem for SchemeFs {
             return reply.opened(FileHandle(SYNTHETIC_FH), FopenFlags::empty());
         }
         // Only a directory is listed: reading the root of `zero:` would never end.
+        let slot = match self.shared.counters.handle(req.uid()) {
+            Ok(slot) => slot,
+            Err(err) => return reply.error(err),
+        };
         let shared = Arc::clone(&self.shared);
         let (caller, scheme, path) = (caller(req), node.scheme, node.path.clone());
         self.shared.stat_path(scheme, caller, &node.path, move |stat| match stat {
@@ -676,7 +687,8 @@ impl Filesystem for SchemeFs {
                 let inner = Arc::clone(&shared);
                 shared.call(scheme, caller, open, move |r| match fd_of(r) {
                     Ok(fd) => {
-                        let fh = inner.handles.insert(Handle::new(scheme, fd, false, O_RDONLY));
+                        let handle = Handle::new((scheme, fd), false, O_RDONLY, slot);
+                        let fh = inner.handles.insert(handle);
                         reply.opened(FileHandle(fh), FopenFlags::empty());
                     }
                     Err(err) => reply.error(err),
@@ -757,6 +769,10 @@ impl Filesystem for SchemeFs {
             Ok(child) => child,
             Err(err) => return reply.error(err),
         };
+        let slot = match self.shared.counters.handle(req.uid()) {
+            Ok(slot) => slot,
+            Err(err) => return reply.error(err),
+        };
         let redox_flags = flags::with_mode(flags::to_redox(flags) | O_CREAT, mode, umask);
         let (shared, caller) = (Arc::clone(&self.shared), caller(req));
         let open = Call::Open { path: path.clone(), flags: redox_flags as u64 };
@@ -771,7 +787,7 @@ impl Filesystem for SchemeFs {
                     let kind = attr::kind_of(&stat);
                     let ino = inner.inodes().lookup(scheme, &path, kind, stat.st_ino);
                     let stream = kind == Kind::Stream;
-                    let handle = Handle::new(scheme, fd, stream, redox_flags & !0xFFFF);
+                    let handle = Handle::new((scheme, fd), stream, redox_flags & !0xFFFF, slot);
                     let fh = inner.handles.insert(handle);
                     let attr = attr::from_stat(ino, &stat, inner.owner);
                     let ttl = inner.ttl.attr_for(kind).min(inner.ttl.entry);

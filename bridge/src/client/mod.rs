@@ -4,14 +4,18 @@
 //! daemon dies or the stream breaks, every outstanding and later call fails with
 //! [`CallError::Disconnected`].
 
-use std::collections::HashMap;
 use std::fmt;
 use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+mod calls;
+
+use calls::{Calls, Waiter};
+pub use calls::{Completion, Limits};
 
 use crate::trace::Trace;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -23,6 +27,9 @@ use scheme_protocol::{
 
 /// Events buffered for [`Client::events`] before new ones are dropped (with a warning).
 const EVENT_BACKLOG: usize = 1 << 16;
+
+/// The capacity asked for the pipes to a spawned daemon: one 1 MiB payload plus its header.
+const PIPE_SIZE: usize = 2 << 20;
 
 /// How long a spawned daemon has to answer the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -81,88 +88,6 @@ pub struct Event {
     pub flags: u64,
 }
 
-/// A completion run on the reply reader thread; it must not block.
-pub type Completion = Box<dyn FnOnce(CallResult<Reply>) + Send>;
-
-/// Who is waiting for a tag: a thread blocked in [`PendingCall::wait`], or a completion.
-enum Waiter {
-    Thread(Sender<Response>),
-    Completion(Completion),
-}
-
-impl Waiter {
-    fn finish(self, result: CallResult<Reply>) {
-        match self {
-            Waiter::Thread(tx) => {
-                // A dropped sender already tells a waiting thread it was disconnected.
-                if let Ok(reply) = result {
-                    let _ = tx.send(Ok(reply));
-                } else if let Err(CallError::Errno(errno)) = result {
-                    let _ = tx.send(Err(errno));
-                }
-            }
-            Waiter::Completion(done) => done(result),
-        }
-    }
-}
-
-/// Outstanding calls, shared with the reader thread.
-#[derive(Default)]
-struct Table {
-    waiting: HashMap<Tag, Waiter>,
-    /// Set once the stream is gone; later calls fail with it at once.
-    dead: Option<Arc<str>>,
-    /// Dropped when the stream dies, which wakes every [`Client::closed`] receiver.
-    alive: Option<Sender<()>>,
-}
-
-struct Calls {
-    table: Mutex<Table>,
-    closed: Receiver<()>,
-    trace: OnceLock<Arc<Trace>>,
-}
-
-impl Calls {
-    fn new() -> Calls {
-        let (alive, closed) = crossbeam_channel::bounded(0);
-        let table = Table { alive: Some(alive), ..Table::default() };
-        Calls { table: Mutex::new(table), closed, trace: OnceLock::new() }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Table> {
-        self.table.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Hands `result` to whoever waits for `tag`.
-    fn finish(&self, tag: Tag, result: CallResult<Reply>) {
-        let waiter = self.lock().waiting.remove(&tag);
-        if let Some(trace) = self.trace.get() {
-            trace.finished(tag, &result);
-        }
-        match waiter {
-            Some(waiter) => waiter.finish(result),
-            None => warn!("daemon answered unknown tag {}; dropped", tag.0),
-        }
-    }
-
-    /// Marks the stream dead and fails every outstanding call.
-    fn fail_all(&self, why: &str) {
-        let (waiters, why) = {
-            let mut table = self.lock();
-            let why: Arc<str> = table.dead.clone().unwrap_or_else(|| why.into());
-            table.dead = Some(why.clone());
-            table.alive = None;
-            (std::mem::take(&mut table.waiting), why)
-        };
-        for (tag, waiter) in waiters {
-            if let Some(trace) = self.trace.get() {
-                trace.finished(tag, &Err(CallError::Disconnected(why.clone())));
-            }
-            waiter.finish(Err(CallError::Disconnected(why.clone())));
-        }
-    }
-}
-
 struct Inner {
     out: Mutex<Option<FrameWriter<Box<dyn Write + Send>>>>,
     calls: Arc<Calls>,
@@ -207,6 +132,8 @@ impl Client {
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             unreachable!("both were requested as pipes");
         };
+        grow_pipe(&stdin);
+        grow_pipe(&stdout);
         // The handshake runs on a helper thread so that a daemon that never answers (and never
         // exits) is killed after HANDSHAKE_TIMEOUT instead of hanging the caller.
         let (tx, rx) = crossbeam_channel::bounded(1);
@@ -258,7 +185,17 @@ impl Client {
             child: Mutex::new(None),
             reader: Mutex::new(Some(reader)),
         };
-        Ok(Client { inner: Arc::new(inner), caller: current_caller() })
+        let inner = Arc::new(inner);
+        let watched = Arc::downgrade(&inner);
+        std::thread::Builder::new()
+            .name(format!("{}-wire-watchdog", inner.peer.scheme))
+            .spawn(move || watch(&watched))?;
+        Ok(Client { inner, caller: current_caller() })
+    }
+
+    /// Sets the limits on this connection's calls (for every clone).
+    pub fn set_limits(&self, limits: Limits) {
+        self.inner.calls.set_limits(limits);
     }
 
     /// A clone that makes its calls as `caller`.
@@ -310,8 +247,10 @@ impl Client {
         tag
     }
 
-    /// Gives up on `tag`: the daemon side answers it `EINTR` at once.
+    /// Gives up on `tag`: the daemon side answers it `EINTR` at once; a daemon that ignores
+    /// the cancel for [`Limits::cancel_grace`] gets it answered `EINTR` here.
     pub fn cancel(&self, tag: Tag) {
+        self.inner.calls.cancelled(tag);
         let _ = self.send(&Frame::Cancel { tag });
     }
 
@@ -354,20 +293,14 @@ impl Client {
         call: Call,
         waiter: Waiter,
     ) -> Result<(), (CallError, Waiter)> {
-        {
-            let mut table = self.inner.calls.lock();
-            if let Some(why) = &table.dead {
-                return Err((CallError::Disconnected(why.clone()), waiter));
-            }
-            table.waiting.insert(tag, waiter);
-        }
+        self.inner.calls.register(tag, &call, waiter)?;
         debug!("{} tag={} {call}", self.scheme(), tag.0);
         if let Some(trace) = self.inner.calls.trace.get() {
             trace.started(tag, &call);
         }
         match self.send(&Frame::Call { tag, caller, call }) {
             Ok(()) => Ok(()),
-            Err(err) => match self.inner.calls.lock().waiting.remove(&tag) {
+            Err(err) => match self.inner.calls.unregister(tag) {
                 Some(waiter) => Err((err, waiter)),
                 None => Ok(()), // fail_all already answered it
             },
@@ -537,7 +470,7 @@ impl PendingCall {
     /// `EINTR` at once and discards the daemon's late answer. Returns what the call ended with,
     /// which is the real answer if it arrived first.
     pub fn cancel(self) -> CallResult<Reply> {
-        self.client.send(&Frame::Cancel { tag: self.tag })?;
+        self.client.cancel(self.tag);
         self.wait()
     }
 }
@@ -572,6 +505,16 @@ impl Drop for Inner {
     }
 }
 
+/// Makes a pipe to or from the daemon hold a whole large frame, so that a 1 MiB read or write
+/// crosses it in one step instead of sixteen 64 KiB ones (each a context switch when both
+/// processes share a CPU). Best effort: unprivileged processes may be capped by
+/// `/proc/sys/fs/pipe-max-size`, and then the pipe keeps its size.
+fn grow_pipe(pipe: &impl std::os::fd::AsFd) {
+    if let Err(err) = rustix::pipe::fcntl_setpipe_size(pipe, PIPE_SIZE) {
+        debug!("pipe to the daemon stays at its default size: {err}");
+    }
+}
+
 /// Waits up to [`EXIT_GRACE`] for `child` to exit, then kills it; always reaps it.
 fn reap(mut child: Child) {
     let deadline = Instant::now() + EXIT_GRACE;
@@ -585,6 +528,25 @@ fn reap(mut child: Child) {
     warn!("daemon {} did not exit after its stdin closed; killing it", child.id());
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// How often the watchdog looks for overdue calls.
+const WATCH_TICK: Duration = Duration::from_millis(100);
+
+/// The watchdog thread: fails overdue calls (see [`Limits`]) and cancels the timed-out ones in
+/// the daemon; ends with the client or its stream.
+fn watch(inner: &Weak<Inner>) {
+    loop {
+        std::thread::sleep(WATCH_TICK);
+        let Some(inner) = inner.upgrade() else { return };
+        if inner.calls.is_dead() {
+            return;
+        }
+        for tag in inner.calls.expire(Instant::now()) {
+            let client = Client { inner: Arc::clone(&inner), caller: current_caller() };
+            let _ = client.send(&Frame::Cancel { tag });
+        }
+    }
 }
 
 /// The reader thread: answers waiters by tag and forwards events; on any stream failure it

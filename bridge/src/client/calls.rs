@@ -1,0 +1,303 @@
+//! The client's outstanding calls, by tag, and the limits on them: how many may be outstanding,
+//! how long a call that should answer at once may take, and how long a cancelled call may stay
+//! unanswered. A daemon that breaks these gets `EAGAIN` (too many calls) or, for the calls it
+//! stalls, `EIO` and `EINTR`; the stream and every other call carry on.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use log::{error, warn};
+use scheme_protocol::{Call, Errno, Reply, Tag};
+
+use super::{CallError, CallResult, Response};
+use crate::trace::Trace;
+
+/// Limits on one client's calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Calls outstanding at once; one more fails with `EAGAIN` without being sent.
+    pub max_outstanding: usize,
+    /// How long a call that never waits for anything (a stat, a close, a getdents; not an
+    /// open, read, write, dup or fsync, which may block by design) may go unanswered before it
+    /// fails with `EIO`. `None`: forever.
+    pub call_timeout: Option<Duration>,
+    /// How long a cancelled call may go unanswered (a daemon that ignores cancels) before it
+    /// fails with `EINTR` locally.
+    pub cancel_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_outstanding: 1 << 14,
+            call_timeout: Some(Duration::from_secs(30)),
+            cancel_grace: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Whether a daemon may legitimately keep `call` waiting (for data, a peer, or a disk).
+fn may_block(call: &Call) -> bool {
+    matches!(
+        call,
+        Call::Open { .. }
+            | Call::Dup { .. }
+            | Call::Read { .. }
+            | Call::Write { .. }
+            | Call::Fsync { .. }
+    )
+}
+
+/// A completion run on the reply reader thread; it must not block.
+pub type Completion = Box<dyn FnOnce(CallResult<Reply>) + Send>;
+
+/// Who is waiting for a tag: a thread blocked in `PendingCall::wait`, or a completion.
+pub(super) enum Waiter {
+    Thread(Sender<Response>),
+    Completion(Completion),
+}
+
+impl Waiter {
+    pub(super) fn finish(self, result: CallResult<Reply>) {
+        match self {
+            Waiter::Thread(tx) => {
+                // A dropped sender already tells a waiting thread it was disconnected.
+                if let Ok(reply) = result {
+                    let _ = tx.send(Ok(reply));
+                } else if let Err(CallError::Errno(errno)) = result {
+                    let _ = tx.send(Err(errno));
+                }
+            }
+            Waiter::Completion(done) => done(result),
+        }
+    }
+}
+
+/// One call sent and not answered.
+struct Outstanding {
+    waiter: Waiter,
+    name: &'static str,
+    /// When it fails with `EIO` if still unanswered.
+    deadline: Option<Instant>,
+    /// When it fails with `EINTR` if still unanswered (set by a cancel).
+    cancel_deadline: Option<Instant>,
+}
+
+#[derive(Default)]
+pub(super) struct Table {
+    waiting: HashMap<Tag, Outstanding>,
+    /// Set once the stream is gone; later calls fail with it at once.
+    pub(super) dead: Option<Arc<str>>,
+    /// Dropped when the stream dies, which wakes every `Client::closed` receiver.
+    alive: Option<Sender<()>>,
+    /// Whether the `EAGAIN` of a full table was logged since it last had room.
+    full_logged: bool,
+}
+
+/// Outstanding calls, shared by every clone of a client, its reader and its watchdog.
+pub(super) struct Calls {
+    table: Mutex<Table>,
+    limits: Mutex<Limits>,
+    pub(super) closed: Receiver<()>,
+    pub(super) trace: OnceLock<Arc<Trace>>,
+}
+
+impl Calls {
+    pub(super) fn new() -> Calls {
+        let (alive, closed) = crossbeam_channel::bounded(0);
+        let table = Table { alive: Some(alive), ..Table::default() };
+        Calls {
+            table: Mutex::new(table),
+            limits: Mutex::new(Limits::default()),
+            closed,
+            trace: OnceLock::new(),
+        }
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn limits(&self) -> Limits {
+        *self.limits.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn set_limits(&self, limits: Limits) {
+        *self.limits.lock().unwrap_or_else(PoisonError::into_inner) = limits;
+    }
+
+    /// Registers `waiter` for `tag`, or gives it back with why it cannot be sent.
+    pub(super) fn register(
+        &self,
+        tag: Tag,
+        call: &Call,
+        waiter: Waiter,
+    ) -> Result<(), (CallError, Waiter)> {
+        let limits = self.limits();
+        let mut table = self.lock();
+        if let Some(why) = &table.dead {
+            return Err((CallError::Disconnected(why.clone()), waiter));
+        }
+        if table.waiting.len() >= limits.max_outstanding {
+            if !table.full_logged {
+                table.full_logged = true;
+                warn!("{} calls outstanding, the limit: new calls get EAGAIN", table.waiting.len());
+            }
+            return Err((CallError::Errno(Errno::EAGAIN), waiter));
+        }
+        table.full_logged = false;
+        let deadline = limits.call_timeout.filter(|_| !may_block(call)).map(|t| Instant::now() + t);
+        let entry = Outstanding { waiter, name: call.name(), deadline, cancel_deadline: None };
+        table.waiting.insert(tag, entry);
+        Ok(())
+    }
+
+    /// Takes `tag` back after its call could not be sent.
+    pub(super) fn unregister(&self, tag: Tag) -> Option<Waiter> {
+        self.lock().waiting.remove(&tag).map(|entry| entry.waiter)
+    }
+
+    /// Starts the grace period of a cancelled call.
+    pub(super) fn cancelled(&self, tag: Tag) {
+        let grace = self.limits().cancel_grace;
+        if let Some(entry) = self.lock().waiting.get_mut(&tag) {
+            entry.cancel_deadline.get_or_insert(Instant::now() + grace);
+        }
+    }
+
+    /// Hands `result` to whoever waits for `tag`.
+    pub(super) fn finish(&self, tag: Tag, result: CallResult<Reply>) {
+        let waiter = self.lock().waiting.remove(&tag);
+        if let Some(trace) = self.trace.get() {
+            trace.finished(tag, &result);
+        }
+        match waiter {
+            Some(entry) => entry.waiter.finish(result),
+            None => warn!(
+                "daemon answered unknown tag {} (answered already, or given up on); dropped",
+                tag.0
+            ),
+        }
+    }
+
+    /// Fails every call past its deadline: `EIO` for a timeout, `EINTR` for an ignored cancel.
+    /// Returns the timed-out tags, to cancel in the daemon.
+    pub(super) fn expire(&self, now: Instant) -> Vec<Tag> {
+        let mut overdue = Vec::new();
+        {
+            let mut table = self.lock();
+            let tags: Vec<Tag> = table
+                .waiting
+                .iter()
+                .filter(|(_, e)| e.cancel_deadline.or(e.deadline).is_some_and(|at| at <= now))
+                .map(|(&tag, _)| tag)
+                .collect();
+            for tag in tags {
+                if let Some(entry) = table.waiting.remove(&tag) {
+                    overdue.push((tag, entry));
+                }
+            }
+        }
+        let mut timed_out = Vec::new();
+        for (tag, entry) in overdue {
+            let errno = if entry.cancel_deadline.is_some() {
+                Errno::EINTR
+            } else {
+                timed_out.push(tag);
+                Errno::EIO
+            };
+            error!(
+                "daemon left {} (tag {}) unanswered too long; answered {errno}",
+                entry.name, tag.0
+            );
+            let result = Err(CallError::Errno(errno));
+            if let Some(trace) = self.trace.get() {
+                trace.finished(tag, &result);
+            }
+            entry.waiter.finish(result);
+        }
+        timed_out
+    }
+
+    /// Marks the stream dead and fails every outstanding call.
+    pub(super) fn fail_all(&self, why: &str) {
+        let (waiters, why) = {
+            let mut table = self.lock();
+            let why: Arc<str> = table.dead.clone().unwrap_or_else(|| why.into());
+            table.dead = Some(why.clone());
+            table.alive = None;
+            (std::mem::take(&mut table.waiting), why)
+        };
+        for (tag, entry) in waiters {
+            if let Some(trace) = self.trace.get() {
+                trace.finished(tag, &Err(CallError::Disconnected(why.clone())));
+            }
+            entry.waiter.finish(Err(CallError::Disconnected(why.clone())));
+        }
+    }
+
+    /// Whether the stream is gone.
+    pub(super) fn is_dead(&self) -> bool {
+        self.lock().dead.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stat_call() -> Call {
+        Call::Fstat { fd: scheme_protocol::Fd(1) }
+    }
+
+    fn completion() -> (Waiter, Receiver<CallResult<Reply>>) {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        (Waiter::Completion(Box::new(move |r| drop(tx.send(r)))), rx)
+    }
+
+    #[test]
+    fn a_full_table_refuses_with_eagain_and_has_room_again_after_an_answer() {
+        let calls = Calls::new();
+        calls.set_limits(Limits { max_outstanding: 2, ..Limits::default() });
+        for tag in 1..=2 {
+            assert!(calls.register(Tag(tag), &stat_call(), completion().0).is_ok());
+        }
+        let refused = calls.register(Tag(3), &stat_call(), completion().0);
+        assert!(matches!(refused, Err((CallError::Errno(Errno::EAGAIN), _))));
+        calls.finish(Tag(1), Ok(Reply::Value(0)));
+        assert!(calls.register(Tag(3), &stat_call(), completion().0).is_ok());
+    }
+
+    #[test]
+    fn a_stalled_stat_times_out_with_eio_but_a_read_may_wait() {
+        let calls = Calls::new();
+        let timeout = Duration::from_secs(5);
+        calls.set_limits(Limits { call_timeout: Some(timeout), ..Limits::default() });
+        let (stat, stat_rx) = completion();
+        let (read, read_rx) = completion();
+        assert!(calls.register(Tag(1), &stat_call(), stat).is_ok());
+        let read_call = Call::Read { fd: scheme_protocol::Fd(1), len: 1 };
+        assert!(calls.register(Tag(2), &read_call, read).is_ok());
+        assert!(calls.expire(Instant::now()).is_empty());
+        let later = Instant::now() + timeout * 2;
+        assert_eq!(calls.expire(later), vec![Tag(1)]);
+        assert_eq!(stat_rx.try_recv().unwrap(), Err(CallError::Errno(Errno::EIO)));
+        assert!(read_rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn an_ignored_cancel_ends_in_eintr_after_the_grace_period() {
+        let calls = Calls::new();
+        let (read, rx) = completion();
+        let read_call = Call::Read { fd: scheme_protocol::Fd(1), len: 1 };
+        assert!(calls.register(Tag(1), &read_call, read).is_ok());
+        calls.cancelled(Tag(1));
+        assert!(calls.expire(Instant::now()).is_empty());
+        let later = Instant::now() + Limits::default().cancel_grace * 2;
+        assert!(calls.expire(later).is_empty()); // not a timeout: nothing to cancel again
+        assert_eq!(rx.try_recv().unwrap(), Err(CallError::Errno(Errno::EINTR)));
+        calls.finish(Tag(1), Ok(Reply::Value(1))); // the late answer is dropped
+    }
+}
