@@ -21,6 +21,10 @@ use syscall::data::Packet;
 
 use crate::packet::{self, Buffers};
 
+/// Calls queued for or held by the daemon at once; a caller that sends more (ours stops at
+/// 16384) gets `EAGAIN` for the excess, so the queue stays bounded.
+const MAX_OUTSTANDING: usize = 1 << 16;
+
 /// Bytes in one `Packet`.
 pub const PACKET_SIZE: usize = size_of::<Packet>();
 
@@ -462,13 +466,21 @@ impl Shared {
     }
 
     /// Registers a call's tag as queued; refuses a tag that is still outstanding.
-    fn queue_tag(&self, tag: Tag) -> bool {
+    fn queue_tag(&self, tag: Tag) -> Result<(), Errno> {
         let mut state = self.state();
         if state.tags.contains_key(&tag) {
-            return false;
+            warn!("caller reused outstanding tag {}; answered EINVAL", tag.0);
+            return Err(Errno::EINVAL);
+        }
+        if state.tags.len() >= MAX_OUTSTANDING {
+            warn!(
+                "{MAX_OUTSTANDING} calls outstanding in the daemon; tag {} answered EAGAIN",
+                tag.0
+            );
+            return Err(Errno::EAGAIN);
         }
         state.tags.insert(tag, TagState::Queued);
-        true
+        Ok(())
     }
 }
 
@@ -485,9 +497,8 @@ fn read_calls<R: Read>(mut frames: FrameReader<R>, shared: &Shared, tx: &Sender<
         };
         let item = match frame {
             Frame::Call { tag, caller, call } => {
-                if !shared.queue_tag(tag) {
-                    warn!("caller reused outstanding tag {}; answered EINVAL", tag.0);
-                    shared.send(&[Frame::Reply { tag, response: Err(Errno::EINVAL) }]);
+                if let Err(errno) = shared.queue_tag(tag) {
+                    shared.send(&[Frame::Reply { tag, response: Err(errno) }]);
                     continue;
                 }
                 Inbound::Call { tag, caller, call }
