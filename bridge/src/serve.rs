@@ -1,5 +1,8 @@
 //! The daemon main loops, one per redox_syscall 0.5.18 scheme trait, over a [`SchemeSocket`].
-//! `Scheme`/`SchemeMut` answer every packet at once. `SchemeBlock`/`SchemeBlockMut` keep the
+//! `Scheme`/`SchemeMut` answer every packet at once, so they are served on the calling thread
+//! straight from the wire, one call after another (no reader thread, no hand-off); a cancel
+//! therefore finds its call answered (a `handle` that blocks delays it, and the caller side
+//! answers EINTR itself after its grace period: such schemes should be `SchemeBlock`). `SchemeBlock`/`SchemeBlockMut` keep the
 //! requests that return `None` in a todo list, the way ipcd does, and retry them after every
 //! new batch of requests and every posted event, answering each as soon as it completes. When
 //! the caller side closes, parked requests are answered `ENODEV` (as ipcd does on unmount).
@@ -72,6 +75,9 @@ fn serve_at_once(
     socket: &mut SchemeSocket,
     mut handle: impl FnMut(&SchemeSocket, &mut Packet),
 ) -> io::Result<()> {
+    if socket.serve_inline(&mut handle)? {
+        return Ok(());
+    }
     let mut packets = Vec::with_capacity(BATCH);
     loop {
         packets.clear();

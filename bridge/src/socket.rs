@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::mem::size_of;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -25,10 +25,16 @@ use crate::packet::{self, Buffers};
 /// 16384) gets `EAGAIN` for the excess, so the queue stays bounded.
 const MAX_OUTSTANDING: usize = 1 << 16;
 
+/// Bytes read from the wire at once: several small frames arrive in one `read(2)`.
+const READ_BUFFER: usize = 64 << 10;
+
 /// Bytes in one `Packet`.
 pub const PACKET_SIZE: usize = size_of::<Packet>();
 
 type Writer = FrameWriter<Box<dyn Write + Send>>;
+type WireIn = FrameReader<Box<dyn Read + Send>>;
+/// The wire before it is read: the frames, where the reader thread puts calls, the scheme name.
+type Unread = (WireIn, Sender<Inbound>, String);
 
 /// What the wire reader thread hands to the daemon side.
 #[derive(Debug)]
@@ -101,6 +107,8 @@ pub struct SchemeSocket {
     ready: VecDeque<Packet>,
     closed: bool,
     nonblocking: bool,
+    /// The wire until the reader thread (or [`SchemeSocket::serve_inline`]) takes it.
+    unread: Option<Unread>,
 }
 
 impl std::fmt::Debug for SchemeSocket {
@@ -128,7 +136,9 @@ impl SchemeSocket {
         writer: impl Write + Send + 'static,
         scheme: &str,
     ) -> scheme_protocol::Result<SchemeSocket> {
-        let mut frames_in = FrameReader::new(reader, MAX_FRAME);
+        let buffered: Box<dyn Read + Send> =
+            Box::new(BufReader::with_capacity(READ_BUFFER, reader));
+        let mut frames_in = FrameReader::new(buffered, MAX_FRAME);
         let mut frames_out: Writer = FrameWriter::new(Box::new(writer), MAX_FRAME);
         let peer = handshake(&mut frames_in, &mut frames_out, &hello(scheme, MAX_FRAME))?;
         let (tx, rx) = crossbeam_channel::unbounded();
@@ -139,18 +149,58 @@ impl SchemeSocket {
             wake_pending: AtomicBool::new(false),
             max_payload: peer.max_frame.saturating_sub(MAX_OVERHEAD),
         });
-        let reader_shared = Arc::clone(&shared);
-        std::thread::Builder::new()
-            .name(format!("{scheme}-wire-in"))
-            .spawn(move || read_calls(frames_in, &reader_shared, &tx))
-            .map_err(scheme_protocol::Error::Io)?;
         Ok(SchemeSocket {
             shared,
             inbound: rx,
             ready: VecDeque::new(),
             closed: false,
             nonblocking: false,
+            unread: Some((frames_in, tx, scheme.to_owned())),
         })
+    }
+
+    /// Starts the wire reader thread, once, before the first packet is taken.
+    fn start_reader(&mut self) -> io::Result<()> {
+        let Some((frames_in, tx, scheme)) = self.unread.take() else { return Ok(()) };
+        let shared = Arc::clone(&self.shared);
+        std::thread::Builder::new()
+            .name(format!("{scheme}-wire-in"))
+            .spawn(move || read_calls(frames_in, &shared, &tx))?;
+        Ok(())
+    }
+
+    /// Serves every call on this thread, in order, with `handle` answering each packet at
+    /// once (schemes that never park a request): no reader thread and no hand-off between
+    /// threads per call. A cancel always finds its call answered already. Returns `false`,
+    /// doing nothing, if packets were already taken through the reader thread.
+    pub(crate) fn serve_inline(
+        &mut self,
+        mut handle: impl FnMut(&SchemeSocket, &mut Packet),
+    ) -> io::Result<bool> {
+        let Some((mut frames, _, _)) = self.unread.take() else { return Ok(false) };
+        loop {
+            match frames.read_frame() {
+                Ok(Frame::Call { tag, caller, call }) => {
+                    if let Err(errno) = self.shared.queue_tag(tag) {
+                        self.shared.send(&[Frame::Reply { tag, response: Err(errno) }]);
+                    } else if let Some(mut packet) =
+                        self.shared.to_packet(Inbound::Call { tag, caller, call })
+                    {
+                        handle(self, &mut packet);
+                        self.write_packet(&packet);
+                    }
+                }
+                Ok(Frame::Cancel { tag }) => drop(self.shared.cancel(tag)),
+                Ok(other) => warn!("caller side sent a {} frame; ignored", other.kind()),
+                Err(scheme_protocol::Error::Closed) => break,
+                Err(err) => {
+                    error!("caller side sent a bad stream, closing: {err}");
+                    break;
+                }
+            }
+        }
+        self.closed = true;
+        Ok(true)
     }
 
     /// A handle for posting events from anywhere (another thread, a timer).
@@ -167,6 +217,7 @@ impl SchemeSocket {
     /// Reports [`Next::Woken`] when an event was posted and no packet is ready, so loops that
     /// park requests can retry them.
     pub fn next_packets(&mut self, out: &mut Vec<Packet>, max: usize) -> io::Result<Next> {
+        self.start_reader()?;
         let start = out.len();
         while out.len() - start < max {
             if let Some(packet) = self.ready.pop_front() {
@@ -485,7 +536,11 @@ impl Shared {
 }
 
 /// The wire reader thread: calls go to the daemon, cancels are answered here at once.
-fn read_calls<R: Read>(mut frames: FrameReader<R>, shared: &Shared, tx: &Sender<Inbound>) {
+fn read_calls(
+    mut frames: WireIn,
+    shared: &Shared,
+    tx: &Sender<Inbound>,
+) {
     loop {
         let frame = match frames.read_frame() {
             Ok(frame) => frame,

@@ -5,7 +5,7 @@
 //! [`CallError::Disconnected`].
 
 use std::fmt;
-use std::io::{Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -166,7 +166,7 @@ impl Client {
         writer: impl Write + Send + 'static,
         scheme: &str,
     ) -> scheme_protocol::Result<Client> {
-        let mut frames_in = FrameReader::new(reader, MAX_FRAME);
+        let mut frames_in = FrameReader::new(BufReader::with_capacity(1 << 16, reader), MAX_FRAME);
         let mut frames_out: FrameWriter<Box<dyn Write + Send>> =
             FrameWriter::new(Box::new(writer), MAX_FRAME);
         let peer = handshake(&mut frames_in, &mut frames_out, &hello(scheme, MAX_FRAME))?;
