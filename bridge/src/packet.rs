@@ -97,6 +97,26 @@ pub(crate) fn from_call(
     (p, buffers)
 }
 
+/// For fuzzing (`fuzz/`): `call` becomes the packet [`SchemeSocket`](crate::SchemeSocket)
+/// would deliver, `daemon` answers it (given the packet and the buffer its pointers name: the
+/// in-buffer, the out-buffer, or an empty slice), and the answer is checked as a real one is.
+#[doc(hidden)]
+pub fn translate_offline(
+    call: Call,
+    caller: Caller,
+    max_payload: usize,
+    daemon: impl FnOnce(&mut Packet, &mut [u8]),
+) -> Response {
+    let name = call.name();
+    let (mut packet, mut buffers) = from_call(1, caller, call, max_payload);
+    let buf: &mut [u8] = match &mut buffers {
+        Buffers::In(buf) | Buffers::Out(buf) => buf,
+        _ => &mut [],
+    };
+    daemon(&mut packet, buf);
+    response(name, &packet, buffers)
+}
+
 /// The internal close of a handle opened by a cancelled call.
 pub(crate) fn close(id: u64, fd: usize) -> Packet {
     Packet { id, a: SYS_CLOSE, b: fd, ..Packet::default() }

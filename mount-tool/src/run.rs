@@ -166,7 +166,8 @@ fn wait_for_end(mounted: &Mounted, signals: &Receiver<i32>) -> End {
             i => {
                 let _ = op.recv(&closed[i]);
                 return End::DaemonDied(format!(
-                    "the daemon for {:?} exited",
+                    "the connection to the daemon for {:?} ended (it exited, or broke the \
+                     protocol: see the message above)",
                     backends[i].scheme()
                 ));
             }

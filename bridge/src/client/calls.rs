@@ -50,6 +50,43 @@ fn may_block(call: &Call) -> bool {
     )
 }
 
+/// The most a well-behaved daemon can answer to a call.
+#[derive(Debug, Clone, Copy)]
+enum Bound {
+    /// Data of at most this many bytes (read, fpath, getdents).
+    Data(u64),
+    /// A count of at most this many bytes (write).
+    Count(u64),
+    Any,
+}
+
+impl Bound {
+    fn of(call: &Call) -> Bound {
+        match call {
+            Call::Read { len, .. } | Call::Fpath { len, .. } | Call::Getdents { len, .. } => {
+                Bound::Data(*len)
+            }
+            Call::Write { data, .. } => Bound::Count(data.len() as u64),
+            _ => Bound::Any,
+        }
+    }
+
+    /// `result`, or a protocol error if the daemon answered more than was asked.
+    fn check(self, name: &str, result: CallResult<Reply>) -> CallResult<Reply> {
+        let (got, max) = match (&result, self) {
+            (Ok(Reply::Data(data)), Bound::Data(max)) => (data.len() as u64, max),
+            (Ok(Reply::Value(count)), Bound::Count(max)) => (*count, max),
+            _ => return result,
+        };
+        if got <= max {
+            return result;
+        }
+        let what = format!("daemon answered {got} bytes to a {name} of {max}; answered EIO");
+        error!("{what}");
+        Err(CallError::Protocol(what))
+    }
+}
+
 /// A completion run on the reply reader thread; it must not block.
 pub type Completion = Box<dyn FnOnce(CallResult<Reply>) + Send>;
 
@@ -79,6 +116,7 @@ impl Waiter {
 struct Outstanding {
     waiter: Waiter,
     name: &'static str,
+    bound: Bound,
     /// When it fails with `EIO` if still unanswered.
     deadline: Option<Instant>,
     /// When it fails with `EINTR` if still unanswered (set by a cancel).
@@ -149,7 +187,13 @@ impl Calls {
         }
         table.full_logged = false;
         let deadline = limits.call_timeout.filter(|_| !may_block(call)).map(|t| Instant::now() + t);
-        let entry = Outstanding { waiter, name: call.name(), deadline, cancel_deadline: None };
+        let entry = Outstanding {
+            waiter,
+            name: call.name(),
+            bound: Bound::of(call),
+            deadline,
+            cancel_deadline: None,
+        };
         table.waiting.insert(tag, entry);
         Ok(())
     }
@@ -169,17 +213,18 @@ impl Calls {
 
     /// Hands `result` to whoever waits for `tag`.
     pub(super) fn finish(&self, tag: Tag, result: CallResult<Reply>) {
-        let waiter = self.lock().waiting.remove(&tag);
+        let Some(entry) = self.lock().waiting.remove(&tag) else {
+            warn!(
+                "daemon answered unknown tag {} (answered already, or given up on); dropped",
+                tag.0
+            );
+            return;
+        };
+        let result = entry.bound.check(entry.name, result);
         if let Some(trace) = self.trace.get() {
             trace.finished(tag, &result);
         }
-        match waiter {
-            Some(entry) => entry.waiter.finish(result),
-            None => warn!(
-                "daemon answered unknown tag {} (answered already, or given up on); dropped",
-                tag.0
-            ),
-        }
+        entry.waiter.finish(result);
     }
 
     /// Fails every call past its deadline: `EIO` for a timeout, `EINTR` for an ignored cancel.
@@ -223,12 +268,11 @@ impl Calls {
 
     /// Marks the stream dead and fails every outstanding call.
     pub(super) fn fail_all(&self, why: &str) {
-        let (waiters, why) = {
+        let (waiters, why, alive) = {
             let mut table = self.lock();
             let why: Arc<str> = table.dead.clone().unwrap_or_else(|| why.into());
             table.dead = Some(why.clone());
-            table.alive = None;
-            (std::mem::take(&mut table.waiting), why)
+            (std::mem::take(&mut table.waiting), why, table.alive.take())
         };
         for (tag, entry) in waiters {
             if let Some(trace) = self.trace.get() {
@@ -236,6 +280,9 @@ impl Calls {
             }
             entry.waiter.finish(Err(CallError::Disconnected(why.clone())));
         }
+        // Only now tell `closed()` watchers, so that every failed call is answered before
+        // anyone reacts to the close (a mount aborting its connection, say).
+        drop(alive);
     }
 
     /// Whether the stream is gone.
@@ -285,6 +332,25 @@ mod tests {
         assert_eq!(calls.expire(later), vec![Tag(1)]);
         assert_eq!(stat_rx.try_recv().unwrap(), Err(CallError::Errno(Errno::EIO)));
         assert!(read_rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn more_data_or_a_larger_count_than_asked_is_eio() {
+        let calls = Calls::new();
+        let (read, read_rx) = completion();
+        let read_call = Call::Read { fd: scheme_protocol::Fd(1), len: 16 };
+        assert!(calls.register(Tag(1), &read_call, read).is_ok());
+        calls.finish(Tag(1), Ok(Reply::Data(vec![0; 32].into())));
+        assert!(matches!(read_rx.try_recv().unwrap(), Err(CallError::Protocol(_))));
+        let (write, write_rx) = completion();
+        let write_call = Call::Write { fd: scheme_protocol::Fd(1), data: vec![0; 5].into() };
+        assert!(calls.register(Tag(2), &write_call, write).is_ok());
+        calls.finish(Tag(2), Ok(Reply::Value(4101)));
+        assert!(matches!(write_rx.try_recv().unwrap(), Err(CallError::Protocol(_))));
+        let (exact, exact_rx) = completion();
+        assert!(calls.register(Tag(3), &read_call, exact).is_ok());
+        calls.finish(Tag(3), Ok(Reply::Data(vec![0; 16].into())));
+        assert!(exact_rx.try_recv().unwrap().is_ok());
     }
 
     #[test]

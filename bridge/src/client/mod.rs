@@ -13,20 +13,19 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 mod calls;
+mod events;
 
 use calls::{Calls, Waiter};
 pub use calls::{Completion, Limits};
+use events::Events;
 
 use crate::trace::Trace;
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{debug, error, warn};
 use scheme_protocol::{
     handshake, hello, Bytes, Call, Caller, Errno, Fd, Frame, FrameReader, FrameWriter, Peer, Reply,
     Response, Stat, StatVfs, Tag, TimeSpec, MAX_FRAME, MAX_OVERHEAD,
 };
-
-/// Events buffered for [`Client::events`] before new ones are dropped (with a warning).
-const EVENT_BACKLOG: usize = 1 << 16;
 
 /// The capacity asked for the pipes to a spawned daemon: one 1 MiB payload plus its header.
 const PIPE_SIZE: usize = 2 << 20;
@@ -93,6 +92,8 @@ struct Inner {
     calls: Arc<Calls>,
     next_tag: AtomicU64,
     events: Receiver<Event>,
+    /// Where the reader thread posts events; the watchdog delivers what overflowed.
+    event_path: Arc<Events>,
     peer: Peer,
     child: Mutex<Option<Child>>,
     reader: Mutex<Option<JoinHandle<()>>>,
@@ -171,7 +172,9 @@ impl Client {
             FrameWriter::new(Box::new(writer), MAX_FRAME);
         let peer = handshake(&mut frames_in, &mut frames_out, &hello(scheme, MAX_FRAME))?;
         let calls = Arc::new(Calls::new());
-        let (event_tx, event_rx) = crossbeam_channel::bounded(EVENT_BACKLOG);
+        let (event_path, event_rx) = Events::new();
+        let event_path = Arc::new(event_path);
+        let event_tx = Arc::clone(&event_path);
         let reader_calls = Arc::clone(&calls);
         let reader = std::thread::Builder::new()
             .name(format!("{}-wire-replies", peer.scheme))
@@ -181,6 +184,7 @@ impl Client {
             calls,
             next_tag: AtomicU64::new(1),
             events: event_rx,
+            event_path,
             peer,
             child: Mutex::new(None),
             reader: Mutex::new(Some(reader)),
@@ -539,6 +543,7 @@ fn watch(inner: &Weak<Inner>) {
     loop {
         std::thread::sleep(WATCH_TICK);
         let Some(inner) = inner.upgrade() else { return };
+        inner.event_path.flush();
         if inner.calls.is_dead() {
             return;
         }
@@ -551,16 +556,14 @@ fn watch(inner: &Weak<Inner>) {
 
 /// The reader thread: answers waiters by tag and forwards events; on any stream failure it
 /// fails every outstanding call.
-fn read_replies<R: Read>(mut frames: FrameReader<R>, calls: &Calls, events: &Sender<Event>) {
+fn read_replies<R: Read>(mut frames: FrameReader<R>, calls: &Calls, events: &Events) {
     let why = loop {
         match frames.read_frame() {
             Ok(Frame::Reply { tag, response }) => {
                 calls.finish(tag, response.map_err(CallError::Errno));
             }
             Ok(Frame::Event { fd, flags }) => {
-                if events.try_send(Event { fd, flags }).is_err() {
-                    warn!("event backlog full; dropped event fd={} flags={flags:#x}", fd.0);
-                }
+                events.post(Event { fd, flags });
             }
             Ok(other) => warn!("daemon sent a {} frame; ignored", other.kind()),
             Err(scheme_protocol::Error::Closed) => break "daemon closed its end".to_owned(),

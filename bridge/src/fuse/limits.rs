@@ -107,8 +107,7 @@ impl Counters {
         Ok(HandleSlot { uid, counts: Arc::clone(&self.handles) })
     }
 
-    /// Daemon calls in flight now.
-    #[cfg(test)]
+    /// Daemon calls in flight now (answered ones count until their answer is handed on).
     pub(crate) fn requests(&self) -> usize {
         self.requests.load(Ordering::Acquire)
     }

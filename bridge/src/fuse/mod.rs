@@ -56,6 +56,9 @@ pub fn kernel_max_write() -> u32 {
 /// The FUSE header in front of a write's payload, with room to spare.
 const FUSE_HEADER: usize = 4096;
 
+/// How long aborting waits for the answers to calls a dead daemon left.
+const ANSWER_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// How to mount.
 #[derive(Debug, Clone)]
 pub struct MountConfig {
@@ -203,9 +206,24 @@ impl Mounted {
     /// Aborts the FUSE connection (every blocked caller gets an error at once), detaches the
     /// mount and stops the daemons: for a daemon that died.
     pub fn abort(mut self) -> io::Result<()> {
+        self.let_answers_out(ANSWER_GRACE);
         let result = kernel::abort_connection(self.kernel.mountpoint());
         let _ = self.shutdown();
         result
+    }
+
+    /// Waits (at most `grace`) until every call the daemon left has been answered to the
+    /// kernel (EIO once the daemon is gone), so that aborting does not overtake those answers
+    /// and hand the callers ECONNABORTED instead.
+    fn let_answers_out(&self, grace: std::time::Duration) {
+        let deadline = std::time::Instant::now() + grace;
+        while self.shared.counters.requests() > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        if self.proxy.is_some() {
+            // The answers still cross the relay's socket to its writer thread.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     fn shutdown(&mut self) -> io::Result<()> {

@@ -127,8 +127,8 @@ impl Shared {
             }
         };
         let done = Box::new(move |result| {
-            drop(slot);
             done(result);
+            drop(slot); // after the answer is on its way to the kernel
         });
         Some(self.schemes[scheme].backend.submit(caller, call, done))
     }

@@ -7,7 +7,7 @@
 use std::io::{self, Read, Write};
 
 use log::warn;
-use scheme_protocol::{Call, Caller, Errno, Fd};
+use scheme_protocol::{Call, Caller, Errno, Fd, Reply};
 use syscall::data::Packet;
 use syscall::error::Error;
 use syscall::flag::{EVENT_READ, EVENT_WRITE};
@@ -16,7 +16,7 @@ use syscall::number::*;
 use super::calls::{Args, Forward, KernelResult};
 use super::kernel::{self, Core};
 use super::{CallerMemory, UNKNOWN_ID};
-use crate::{Client, Event};
+use crate::{CallResult, Client, Event};
 
 /// Serves the kernel's scheme socket with the legacy protocol: reads packets from
 /// `kernel_in`, forwards each to the daemon behind `client` without waiting for it, and writes
@@ -33,6 +33,24 @@ pub fn serve(
     let _events = core.pump_events(event_packet)?;
     let args = Args { memory, max_payload: core.max_payload() };
     kernel::for_each_request(kernel_in, |packet: Packet| handle(&core, args, packet))
+}
+
+/// For fuzzing (`fuzz/`): one packet through the translation [`serve`] makes, with the
+/// daemon's answer to the wire call coming from `daemon` instead of the wire. Returns the
+/// packet the kernel gets back, or `None` for an `id = 0` message.
+#[doc(hidden)]
+pub fn translate_offline(
+    memory: CallerMemory,
+    max_payload: usize,
+    packet: Packet,
+    daemon: impl FnOnce(&Call) -> CallResult<Reply>,
+) -> Option<Vec<u8>> {
+    if packet.id == 0 {
+        return None;
+    }
+    let result = translate(Args { memory, max_payload }, &packet)
+        .and_then(|Forward { call, finish }| finish.complete(call.name(), daemon(&call)));
+    Some(answer(packet, result))
 }
 
 fn handle(core: &Core, args: Args, packet: Packet) {

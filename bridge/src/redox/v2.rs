@@ -5,11 +5,12 @@
 //! are sent as `Lseek(SEEK_SET)` then the call, on the same handle, back to back.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use log::{debug, warn};
-use scheme_protocol::{Call, Caller, Errno, Fd};
+use scheme_protocol::{Call, Caller, Errno, Fd, Reply};
 use syscall::error::Error;
 use syscall::flag::{EVENT_READ, EVENT_WRITE, SEEK_SET};
 use syscall::schemev2::{Cqe, CqeOpcode, NewFdFlags, Opcode, Sqe, SqeFlags};
@@ -17,7 +18,7 @@ use syscall::schemev2::{Cqe, CqeOpcode, NewFdFlags, Opcode, Sqe, SqeFlags};
 use super::calls::{Args, Finish, Forward, KernelResult};
 use super::kernel::{self, Core, Respond};
 use super::{CallerMemory, UNKNOWN_ID};
-use crate::{CallError, Client, Event};
+use crate::{CallError, CallResult, Client, Event};
 
 /// The scheme root id this translator hands the kernel: `OpenAt`/`UnlinkAt` relative to it
 /// are plain opens/unlinks of the path. (Daemon handle ids are passed through unchanged, so a
@@ -64,6 +65,54 @@ pub fn serve(
         handles: Arc::default(),
     };
     kernel::for_each_request(kernel_in, |sqe: Sqe| translator.handle(sqe))
+}
+
+/// For fuzzing (`fuzz/`): the translation [`serve`] makes, Sqe by Sqe, with the daemon's
+/// answer to each wire call coming from a closure instead of the wire. Handle state (paths
+/// for `OpenAt`, closes) carries over between Sqes. `client` is only used for what needs no
+/// answer (cancels, `CloseMsg`, the seek before a positioned call): a closed one will do.
+#[doc(hidden)]
+pub struct Offline(Translator);
+
+impl fmt::Debug for Offline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Offline")
+    }
+}
+
+impl Offline {
+    /// A translator with no kernel socket; `client`'s `max_payload` bounds each call.
+    pub fn new(client: Client, memory: CallerMemory) -> Offline {
+        let core = Core::new(client, io::sink());
+        let args = Args { memory, max_payload: core.max_payload() };
+        Offline(Translator { args, core, handles: Arc::default() })
+    }
+
+    /// Translates `sqe`, answers its wire call with `daemon`, and returns the Cqe the kernel
+    /// gets (`None` for messages and one-way requests).
+    pub fn request(
+        &self,
+        sqe: Sqe,
+        daemon: impl FnOnce(&Call) -> CallResult<Reply>,
+    ) -> Option<Vec<u8>> {
+        let op = sqe.opcode;
+        if op == Opcode::Cancel as u8 || op == Opcode::CloseMsg as u8 || op == DETACH {
+            self.0.handle(sqe);
+            return None;
+        }
+        let one_way = sqe.sqe_flags.contains(SqeFlags::ONEWAY);
+        let plan = match self.0.translate(&sqe) {
+            Ok(plan) => plan,
+            Err(_) if one_way => return None,
+            Err(errno) => return Some(answer(sqe.tag, Err(errno), 0)),
+        };
+        if let Some(offset) = plan.seek {
+            self.0.seek(caller(&sqe), sqe.args[0], offset);
+        }
+        let Forward { call, finish } = plan.forward;
+        let result = finish.complete(call.name(), daemon(&call));
+        (!one_way).then(|| self.0.respond(sqe.tag, plan.new_handle)(result))
+    }
 }
 
 /// What the translator knows about the daemon's handles.
