@@ -1,0 +1,101 @@
+//! `schemebench`: the timed loops behind `bench/run.sh`, and the report it writes.
+//!
+//! Every measuring subcommand prints one line per metric, `metric<TAB>unit<TAB>value`, where the
+//! value is a number, `n/a` (the file system refuses the request, e.g. O_DIRECT) or `err` (the
+//! workload failed; the reason goes to stderr and the exit status is 1). Only the loop itself
+//! is timed: files are prepared, caches dropped and helper processes started before the clock
+//! starts.
+//!
+//! ```text
+//! schemebench fs DIR --workload write-seq --bs 128k [--direct] --size-mb 256
+//! schemebench chan-stream MOUNT --mb 256        # writer -> reader through a chan stream
+//! schemebench pipe-stream --mb 256              # the same two programs over a plain pipe
+//! schemebench wire-rtt --daemon zerod --size 4k # Client::read round trips to zerod
+//! schemebench pipe-rtt --size 4k                # raw pipe ping-pong with the same frame sizes
+//! schemebench report results.tsv                # markdown tables from run.sh's raw TSV
+//! ```
+
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+mod aligned;
+mod fs;
+mod report;
+mod rtt;
+mod sample;
+mod stream;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use sample::{Sample, Value};
+
+/// Benchmark loops for scheme-bridge mounts (see bench/run.sh).
+#[derive(Debug, Parser)]
+#[command(name = "schemebench", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// A file-system workload in a mounted directory.
+    Fs(fs::FsArgs),
+    /// Stream throughput from a writer process to a reader process through a chan mount.
+    ChanStream(stream::ChanArgs),
+    /// Stream throughput between the same two programs over a plain pipe.
+    PipeStream(stream::PipeArgs),
+    /// Internal: the writer process of chan-stream and pipe-stream.
+    #[command(hide = true)]
+    StreamWriter(stream::WriterArgs),
+    /// Round trips of `Client::read` over the wire to a spawned zero daemon.
+    WireRtt(rtt::WireArgs),
+    /// Round trips over a raw pipe to a child, with the wire call's request and reply sizes.
+    PipeRtt(rtt::PipeArgs),
+    /// Internal: the answering child of pipe-rtt.
+    #[command(hide = true)]
+    PipeEcho(rtt::EchoArgs),
+    /// Markdown tables (median (min-max) per metric and contender) from run.sh's raw TSV.
+    Report(report::ReportArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (expected, result) = match &cli.command {
+        Command::Fs(args) => (args.metrics(), args.run()),
+        Command::ChanStream(args) => (vec![args.metric()], args.run()),
+        Command::PipeStream(args) => (vec![args.metric()], args.run()),
+        Command::WireRtt(args) => (vec![args.metric()], args.run()),
+        Command::PipeRtt(args) => (vec![args.metric()], args.run()),
+        Command::StreamWriter(args) => return finish(args.run()),
+        Command::PipeEcho(args) => return finish(args.run()),
+        Command::Report(args) => return finish(args.run()),
+    };
+    match result {
+        Ok(samples) => {
+            for sample in samples {
+                println!("{sample}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            for (metric, unit) in expected {
+                println!("{}", Sample { metric, unit, value: Value::Error });
+            }
+            eprintln!("schemebench: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Exit status of a subcommand that prints no samples.
+fn finish(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("schemebench: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
