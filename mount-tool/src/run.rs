@@ -184,7 +184,7 @@ fn finish(mounted: Mounted, end: &End, mountpoint: &std::path::Path) -> bool {
         }
         End::UnmountedElsewhere => {
             info!("{} was unmounted", mountpoint.display());
-            mounted.unmount()
+            mounted.unmounted_elsewhere()
         }
         End::DaemonDied(why) => {
             eprintln!(

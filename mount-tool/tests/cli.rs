@@ -46,3 +46,28 @@ fn every_failure_is_one_clear_line() {
         assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
     }
 }
+
+/// A mount made at the same path right after `-u` may get the old mount's device number; the
+/// old schememount, still ending, must not take it for its own and unmount it.
+#[test]
+fn a_mount_made_right_after_u_at_the_same_path_stays() {
+    if !fuse_usable() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_str().unwrap();
+    for _ in 0..3 {
+        let (ok, err) = run(&["chan", path]);
+        assert!(ok, "{err}");
+        let (ok, err) = run(&["-u", path]);
+        assert!(ok, "{err}");
+        let (ok, err) = run(&["chan", path]);
+        assert!(ok, "{err}");
+        // The old process ends within its 100 ms tick; give it ample time to do harm.
+        std::thread::sleep(std::time::Duration::from_millis(800));
+        let still = is_mounted(dir.path());
+        let (ok, err) = run(&["-u", path]);
+        assert!(still, "the new mount was unmounted by the old schememount");
+        assert!(ok, "{err}");
+    }
+}

@@ -514,8 +514,12 @@ impl Drop for Inner {
 /// processes share a CPU). Best effort: unprivileged processes may be capped by
 /// `/proc/sys/fs/pipe-max-size`, and then the pipe keeps its size.
 fn grow_pipe(pipe: &impl std::os::fd::AsFd) {
-    if let Err(err) = rustix::pipe::fcntl_setpipe_size(pipe, PIPE_SIZE) {
-        debug!("pipe to the daemon stays at its default size: {err}");
+    // Without CAP_SYS_RESOURCE the most is fs.pipe-max-size, 1 MiB by default.
+    let grown = [PIPE_SIZE, 1 << 20].iter().find_map(|&size| {
+        rustix::pipe::fcntl_setpipe_size(pipe, size).map_err(|err| (size, err)).ok()
+    });
+    if grown.is_none() {
+        debug!("the pipe to the daemon stays at its default size");
     }
 }
 

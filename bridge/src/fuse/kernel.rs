@@ -140,6 +140,13 @@ impl KernelMount {
         Ok(())
     }
 
+    /// Records that the mount is gone: the connection reported it (the device read ended with
+    /// `ENODEV` after an unmount from outside). The mount table cannot tell: a new mount at the
+    /// same path right after ours may get the same device number, and must not be unmounted.
+    pub fn forget(&mut self) {
+        self.mounted = false;
+    }
+
     /// Whether our mount is still in the mount table (true if that cannot be told).
     fn still_mounted(&self) -> bool {
         let Some(dev) = self.dev else { return true };
@@ -154,6 +161,14 @@ impl KernelMount {
     /// still there, fusermount3 opens the mountpoint to see whether it is dead, and that open
     /// can hang on a live connection nobody serves.
     fn release_helper(&mut self, wait: bool) {
+        if wait {
+            if let Some(child) = self.helper.take() {
+                match child_kill(child) {
+                    Ok(()) => return drop(self.auto_unmount_socket.take()),
+                    Err(child) => self.helper = Some(child),
+                }
+            }
+        }
         drop(self.auto_unmount_socket.take());
         if let Some(mut child) = self.helper.take() {
             let status = if wait {
@@ -519,6 +534,18 @@ fn mount_with_fusermount(
 }
 
 /// What a finished child wrote to its captured stderr, trimmed.
+/// Ends an `auto_unmount` fusermount3 whose mount is already gone, before its socket closes:
+/// it would otherwise unmount whatever is mounted at the same path by then (a new mount made
+/// right after `schememount -u`). Gives the child back if it cannot be killed (a setuid
+/// fusermount3 run by an ordinary user), to be released the usual way.
+fn child_kill(mut child: Child) -> Result<(), Child> {
+    if child.kill().is_err() {
+        return Err(child);
+    }
+    let _ = child.wait();
+    Ok(())
+}
+
 fn child_stderr(child: &mut Child) -> String {
     let mut text = String::new();
     if let Some(mut stderr) = child.stderr.take() {

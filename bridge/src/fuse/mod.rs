@@ -203,6 +203,13 @@ impl Mounted {
         self.shutdown()
     }
 
+    /// Ends the mount after it was unmounted from outside ([`Mounted::session_ended`]): stops
+    /// everything without touching whatever is mounted at the path by now.
+    pub fn unmounted_elsewhere(mut self) -> io::Result<()> {
+        self.kernel.forget();
+        self.shutdown()
+    }
+
     /// Aborts the FUSE connection (every blocked caller gets an error at once), detaches the
     /// mount and stops the daemons: for a daemon that died.
     pub fn abort(mut self) -> io::Result<()> {
