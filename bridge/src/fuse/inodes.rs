@@ -39,6 +39,16 @@ pub(crate) struct Node {
     other_paths: Vec<String>,
     st_ino: u64,
     lookups: u64,
+    /// Its last path was unlinked or renamed over: `path` now names another file, if any.
+    pub(crate) unlinked: bool,
+}
+
+impl Node {
+    /// Whether a stat with inode number `st_ino` can describe this node (unknown numbers, 0,
+    /// match anything).
+    pub(crate) fn is(&self, st_ino: u64) -> bool {
+        self.st_ino == 0 || st_ino == 0 || self.st_ino == st_ino
+    }
 }
 
 /// The table.
@@ -51,6 +61,9 @@ pub(crate) struct Inodes {
     next: u64,
     /// Whether daemon inode numbers are used as node ids (one scheme: they cannot collide).
     own_numbers: bool,
+    /// Counts renames and unlinks: a stat sent before one of them may describe a file that
+    /// is no longer at its path.
+    epoch: u64,
 }
 
 /// Made-up node ids start above this.
@@ -66,6 +79,7 @@ impl Inodes {
             other_paths: Vec::new(),
             st_ino: 0,
             lookups: 1,
+            unlinked: false,
         };
         let mut inodes = Inodes {
             nodes: HashMap::new(),
@@ -73,10 +87,21 @@ impl Inodes {
             by_st_ino: HashMap::new(),
             next: MADE_UP,
             own_numbers: root_scheme != NAMESPACE,
+            epoch: 0,
         };
         inodes.by_path.insert((root_scheme, String::new()), ROOT);
         inodes.nodes.insert(ROOT, root);
         inodes
+    }
+
+    /// The node of the `.dup` directory, once the kernel has looked it up.
+    pub(crate) fn dir_of_tokens(&self) -> Option<u64> {
+        self.by_path.get(&(DUP_DIR, String::new())).copied()
+    }
+
+    /// Renames and unlinks so far.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     pub(crate) fn get(&self, ino: u64) -> Option<&Node> {
@@ -87,11 +112,22 @@ impl Inodes {
     /// created if new; counts one kernel lookup. Another link to a known `st_ino` joins its node.
     pub(crate) fn lookup(&mut self, scheme: usize, path: &str, kind: Kind, st_ino: u64) -> u64 {
         let key = (scheme, path.to_owned());
+        let stale = self.by_path.get(&key).and_then(|ino| self.nodes.get(ino));
+        if stale.is_some_and(|node| !node.is(st_ino)) {
+            // Another file is at `path` now (changed behind the mount): the old node loses it.
+            self.detach_path(scheme, path);
+        }
         let ino = match self.by_path.get(&key).copied() {
             Some(ino) => ino,
             None => match self.linked_node(scheme, st_ino) {
                 Some(ino) => {
-                    self.nodes.get_mut(&ino).expect("indexed").other_paths.push(path.to_owned());
+                    let node = self.nodes.get_mut(&ino).expect("indexed");
+                    if node.unlinked {
+                        node.unlinked = false;
+                        node.path = path.to_owned();
+                    } else {
+                        node.other_paths.push(path.to_owned());
+                    }
                     self.by_path.insert(key, ino);
                     ino
                 }
@@ -135,6 +171,7 @@ impl Inodes {
             other_paths: Vec::new(),
             st_ino,
             lookups: 0,
+            unlinked: false,
         };
         self.nodes.insert(ino, node);
         ino
@@ -165,11 +202,18 @@ impl Inodes {
     /// `path` was unlinked: a later node may take the name; the node keeps its other links,
     /// or lives on under the old name until forgotten.
     pub(crate) fn unlinked(&mut self, scheme: usize, path: &str) {
+        self.epoch += 1;
+        self.detach_path(scheme, path);
+    }
+
+    /// Takes `path` away from the node that has it.
+    fn detach_path(&mut self, scheme: usize, path: &str) {
         let Some(ino) = self.by_path.remove(&(scheme, path.to_owned())) else { return };
         let Some(node) = self.nodes.get_mut(&ino) else { return };
         if node.path == path {
-            if let Some(other) = node.other_paths.pop() {
-                node.path = other;
+            match node.other_paths.pop() {
+                Some(other) => node.path = other,
+                None => node.unlinked = true,
             }
         } else {
             node.other_paths.retain(|p| p != path);
@@ -178,11 +222,12 @@ impl Inodes {
 
     /// `from` was renamed to `to` in `scheme`: the node and everything below it move.
     pub(crate) fn renamed(&mut self, scheme: usize, from: &str, to: &str) {
-        self.unlinked(scheme, to);
+        self.unlinked(scheme, to); // counts in the epoch
         let prefix = format!("{from}/");
         let moves = |p: &str| p == from || p.starts_with(&prefix);
         let mut moved = Vec::new();
-        for (&ino, node) in self.nodes.iter_mut().filter(|(_, n)| n.scheme == scheme) {
+        let live = |n: &Node| n.scheme == scheme && !n.unlinked;
+        for (&ino, node) in self.nodes.iter_mut().filter(|(_, n)| live(n)) {
             for path in std::iter::once(&mut node.path).chain(node.other_paths.iter_mut()) {
                 if moves(path) {
                     let new_path = format!("{to}{}", &path[from.len()..]);
@@ -211,6 +256,39 @@ pub(crate) fn join(parent: &str, name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_path_that_names_another_file_now_gets_a_new_node() {
+        let mut inodes = Inodes::new(0);
+        let old = inodes.lookup(0, "f", Kind::File, 10);
+        let new = inodes.lookup(0, "f", Kind::File, 11);
+        assert_ne!(old, new);
+        assert!(inodes.get(old).is_some_and(|n| n.is(10) && !n.is(11)));
+        assert_eq!(inodes.lookup(0, "f", Kind::File, 11), new);
+    }
+
+    #[test]
+    fn a_file_renamed_over_is_unlinked_and_does_not_move_with_later_renames() {
+        let mut inodes = Inodes::new(0);
+        let old = inodes.lookup(0, "p", Kind::File, 10);
+        let new = inodes.lookup(0, "tmp", Kind::File, 11);
+        inodes.renamed(0, "tmp", "p");
+        assert!(inodes.get(old).is_some_and(|n| n.unlinked));
+        assert!(inodes.get(new).is_some_and(|n| !n.unlinked && n.path == "p"));
+        inodes.renamed(0, "p", "q");
+        assert_eq!(inodes.get(old).map(|n| n.path.as_str()), Some("p"));
+        assert_eq!(inodes.get(new).map(|n| n.path.as_str()), Some("q"));
+    }
+
+    #[test]
+    fn renames_and_unlinks_advance_the_epoch() {
+        let mut inodes = Inodes::new(0);
+        inodes.lookup(0, "a", Kind::File, 10);
+        let before = inodes.epoch();
+        inodes.renamed(0, "a", "b");
+        inodes.unlinked(0, "b");
+        assert!(inodes.epoch() > before);
+    }
 
     #[test]
     fn same_path_same_inode_until_forgotten() {

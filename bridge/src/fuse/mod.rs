@@ -145,7 +145,8 @@ pub fn mount(
         if config.options.allow_other { fuser::SessionACL::All } else { fuser::SessionACL::Owner };
     let session = fuser::Session::from_fd(fs, fuser_end, acl, fuser::Config::default())?.spawn()?;
     let (stop_events, stopped) = crossbeam_channel::bounded(0);
-    let event_threads = spawn_event_relays(&shared, &stopped)?;
+    let mut event_threads = spawn_event_relays(&shared, &stopped)?;
+    event_threads.push(spawn_forgetter(&shared, session.notifier(), &stopped)?);
     debug!("mounted {} (max_write {max_write})", mountpoint.display());
     Ok(Mounted {
         kernel,
@@ -186,6 +187,31 @@ fn spawn_event_relays(
     }
     Ok(threads)
 }
+
+/// Tells the kernel to drop names nobody will use again (redeemed `.dup` tokens), so that it
+/// forgets their nodes instead of caching them until memory runs short. On its own thread:
+/// the kernel may hold such a notification until a request in flight is answered.
+fn spawn_forgetter(
+    shared: &Arc<Shared>,
+    notifier: fuser::Notifier,
+    stopped: &Receiver<()>,
+) -> io::Result<JoinHandle<()>> {
+    let (tx, names) = crossbeam_channel::bounded::<(u64, String)>(FORGET_BACKLOG);
+    let _ = shared.forget_names.set(tx);
+    let stopped = stopped.clone();
+    std::thread::Builder::new().name("fuse-forget".into()).spawn(move || loop {
+        let (parent, name) = select! {
+            recv(names) -> name => match name { Ok(name) => name, Err(_) => return },
+            recv(stopped) -> _ => return,
+        };
+        if let Err(err) = notifier.inval_entry(fuser::INodeNo(parent), name.as_ref()) {
+            debug!("invalidating {name}: {err}");
+        }
+    })
+}
+
+/// Names waiting to be invalidated; beyond this they are left to the kernel's own reclaim.
+const FORGET_BACKLOG: usize = 4096;
 
 impl Mounted {
     /// The schemes, to watch for a daemon that dies.

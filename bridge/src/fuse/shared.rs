@@ -39,6 +39,8 @@ pub(crate) struct Shared {
     pub(crate) owner: Owner,
     pub(crate) ttl: Ttl,
     pub(crate) counters: Counters,
+    /// (parent node, name) pairs the kernel should drop from its cache.
+    pub(crate) forget_names: std::sync::OnceLock<crossbeam_channel::Sender<(u64, String)>>,
 }
 
 /// How long the kernel may cache names and attributes (`-o entry_timeout=,attr_timeout=`).
@@ -63,6 +65,9 @@ impl Ttl {
     }
 }
 
+/// How often a stat that raced a rename or unlink is made again.
+const STABLE_STAT_TRIES: u32 = 5;
+
 /// A Linux errno result.
 pub(crate) type FsResult<T> = Result<T, LinuxErrno>;
 
@@ -84,6 +89,7 @@ impl Shared {
             owner,
             ttl,
             counters: Counters::new(limits),
+            forget_names: std::sync::OnceLock::new(),
         }
     }
 
@@ -165,6 +171,13 @@ impl Shared {
         self.schemes[scheme].backend.cancel(tag);
     }
 
+    /// Asks the kernel to drop `name` in directory node `parent` from its cache (best effort).
+    pub(crate) fn forget_name(&self, parent: u64, name: &str) {
+        if let Some(names) = self.forget_names.get() {
+            let _ = names.try_send((parent, name.to_owned()));
+        }
+    }
+
     /// Closes a daemon handle the bridge opened for itself; the answer does not matter.
     pub(crate) fn close_quietly(&self, scheme: usize, caller: Caller, fd: Fd) {
         self.call(scheme, caller, Call::Close { fd }, |_| {});
@@ -202,6 +215,37 @@ impl Shared {
         self.with_open(scheme, caller, path, O_STAT | O_NOFOLLOW, move |fd| match fd {
             Ok(fd) => this.call(scheme, caller, Call::Fstat { fd }, move |r| done(stat_of(r))),
             Err(err) => done(Err(err)),
+        });
+    }
+
+    /// Like [`Shared::stat_path`], but a stat that raced a rename or unlink (which may
+    /// describe the file that was at `path` before) is made again, a few times at most, so
+    /// that one file's attributes are never given to another.
+    pub(crate) fn stat_path_stable(
+        self: &Arc<Self>,
+        scheme: usize,
+        caller: Caller,
+        path: String,
+        done: impl FnOnce(FsResult<Stat>) + Send + 'static,
+    ) {
+        self.stat_path_tries(scheme, caller, path, STABLE_STAT_TRIES, Box::new(done));
+    }
+
+    fn stat_path_tries(
+        self: &Arc<Self>,
+        scheme: usize,
+        caller: Caller,
+        path: String,
+        tries: u32,
+        done: Box<dyn FnOnce(FsResult<Stat>) + Send>,
+    ) {
+        let epoch = self.inodes().epoch();
+        let this = Arc::clone(self);
+        self.stat_path(scheme, caller, &path.clone(), move |stat| {
+            if tries > 1 && this.inodes().epoch() != epoch {
+                return this.stat_path_tries(scheme, caller, path, tries - 1, done);
+            }
+            done(stat)
         });
     }
 

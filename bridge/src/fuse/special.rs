@@ -92,6 +92,11 @@ impl SchemeFs {
                     | FopenFlags::FOPEN_NONSEEKABLE
                     | FopenFlags::FOPEN_STREAM;
                 reply.opened(FileHandle(fh), flags);
+                // A used token never resolves again: let the kernel forget its name and node.
+                let dup_dir = self.shared.inodes().dir_of_tokens();
+                if let Some(dup_dir) = dup_dir {
+                    self.shared.forget_name(dup_dir, token);
+                }
             }
             Err(Refused::Unknown) => reply.error(LinuxErrno::ENOENT),
             Err(Refused::OtherUser) => reply.error(LinuxErrno::EACCES),

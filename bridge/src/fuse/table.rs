@@ -126,7 +126,7 @@ impl SchemeFs {
     /// Stats `path` and answers an entry reply.
     fn lookup_path(&self, caller: Caller, scheme: usize, path: String, reply: ReplyEntry) {
         let shared = Arc::clone(&self.shared);
-        self.shared.stat_path(scheme, caller, &path.clone(), move |stat| match stat {
+        self.shared.stat_path_stable(scheme, caller, path.clone(), move |stat| match stat {
             Ok(stat) => Self::reply_entry(&shared, scheme, &path, &stat, reply),
             Err(_) if path.is_empty() => {
                 // A scheme root that cannot be statted is still a directory of the mount.
@@ -139,7 +139,14 @@ impl SchemeFs {
 
     /// Answers an attr reply for node `ino` from a stat result.
     fn reply_attr(shared: &Shared, ino: u64, stat: FsResult<Stat>, reply: ReplyAttr) {
-        let is_root = shared.node(ino).map(|n| n.path.is_empty()).unwrap_or(false);
+        let node = shared.node(ino);
+        let is_root = node.as_ref().map(|n| n.path.is_empty()).unwrap_or(false);
+        if let (Ok(node), Ok(stat)) = (&node, &stat) {
+            if !node.is(stat.st_ino) {
+                // The path names another file now (this one was renamed over or unlinked).
+                return reply.error(LinuxErrno::ESTALE);
+            }
+        }
         match stat {
             Ok(stat) if !is_root || attr::kind_of(&stat) == Kind::Dir => {
                 let ttl = shared.ttl.attr_for(attr::kind_of(&stat));
@@ -161,18 +168,37 @@ impl SchemeFs {
             Ok(slot) => slot,
             Err(err) => return reply.error(err),
         };
+        if node.unlinked {
+            // Renamed over or unlinked: its path names another file now. ESTALE makes the
+            // kernel look the name up again.
+            return reply.error(LinuxErrno::ESTALE);
+        }
         let shared = Arc::clone(&self.shared);
         let open = Call::Open { path: node.path.clone(), flags: redox_flags as u64 };
         let stream = node.kind == Kind::Stream;
-        self.shared.call_interruptible(req.unique().0, node.scheme, caller(req), open, move |r| {
-            match fd_of(r) {
-                Ok(fd) => {
-                    let handle = Handle::new((node.scheme, fd), stream, redox_flags, slot);
-                    let fh = shared.handles.insert(handle);
-                    reply.opened(FileHandle(fh), open_flags(stream));
-                }
-                Err(err) => reply.error(err),
+        let (caller, epoch) = (caller(req), self.shared.inodes().epoch());
+        self.shared.call_interruptible(req.unique().0, node.scheme, caller, open, move |r| {
+            let fd = match fd_of(r) {
+                Ok(fd) => fd,
+                Err(err) => return reply.error(err),
+            };
+            let register = move |shared: &Shared, reply: ReplyOpen| {
+                let handle = Handle::new((node.scheme, fd), stream, redox_flags, slot);
+                let fh = shared.handles.insert(handle);
+                reply.opened(FileHandle(fh), open_flags(stream));
+            };
+            if shared.inodes().epoch() == epoch {
+                return register(&shared, reply);
             }
+            // A rename or unlink crossed the open: make sure the path still named this node.
+            let inner = Arc::clone(&shared);
+            shared.fstat(node.scheme, caller, fd, move |stat| match stat {
+                Ok(stat) if !node.is(stat.st_ino) => {
+                    inner.close_quietly(node.scheme, caller, fd);
+                    reply.error(LinuxErrno::ESTALE);
+                }
+                _ => register(&inner, reply),
+            });
         });
     }
 
@@ -304,7 +330,7 @@ impl Filesystem for SchemeFs {
         let done = move |stat| Self::reply_attr(&shared, ino.0, stat, reply);
         match fh.and_then(|fh| self.shared.handles.get(fh.0)) {
             Some(handle) => self.shared.fstat(handle.scheme, caller(req), handle.fd, done),
-            None => self.shared.stat_path(node.scheme, caller(req), &node.path, done),
+            None => self.shared.stat_path_stable(node.scheme, caller(req), node.path, done),
         }
     }
 
