@@ -7,12 +7,16 @@
 //! new batch of requests and every posted event, answering each as soon as it completes. When
 //! the caller side closes, parked requests are answered `ENODEV` (as ipcd does on unmount).
 
+use std::collections::HashSet;
 use std::io;
 
 use log::debug;
 use syscall::data::Packet;
 use syscall::error::{Error, EINTR, ENODEV};
-use syscall::number::{KSMSG_CANCEL, SYS_GETDENTS};
+use syscall::flag::O_STAT;
+use syscall::number::{
+    KSMSG_CANCEL, SYS_CLOSE, SYS_FPATH, SYS_FSTAT, SYS_FSTATVFS, SYS_GETDENTS, SYS_OPEN,
+};
 use syscall::{Scheme, SchemeBlock, SchemeBlockMut, SchemeMut};
 
 use crate::socket::{Next, SchemeSocket};
@@ -101,20 +105,61 @@ fn serve_parking(
 ) -> io::Result<()> {
     let mut todo: Vec<Packet> = Vec::new();
     let mut incoming = Vec::with_capacity(BATCH);
+    let mut queries = Queries::default();
     loop {
         incoming.clear();
         if socket.next_packets(&mut incoming, BATCH)? == Next::Closed {
             answer_all(socket, &mut todo, ENODEV);
             return Ok(());
         }
+        let mut retry = incoming.is_empty(); // woken by an event
         for packet in incoming.drain(..) {
             if is_cancel(&packet) {
                 cancel(socket, &mut todo, packet.b as u64);
+            } else if queries.is_query(&packet) {
+                // A query changes nothing, so it cannot unblock a parked request: answer it
+                // without retrying them all (a stat stays cheap with 1,000 reads parked).
+                match handle(&packet) {
+                    Some(result) => {
+                        queries.answered(&packet, result);
+                        socket.write_packet(&Packet { a: result, ..packet });
+                    }
+                    None => todo.push(packet),
+                }
             } else {
                 todo.push(packet);
+                retry = true;
             }
         }
-        run_until_stuck(socket, &mut todo, &mut handle);
+        if retry {
+            run_until_stuck(socket, &mut todo, &mut handle);
+        }
+    }
+}
+
+/// Requests that only look: fstat, fstatvfs, fpath, and the open and close of an `O_STAT`
+/// handle (a handle for looking at a node, which connects or creates nothing).
+#[derive(Default)]
+struct Queries {
+    stat_handles: HashSet<usize>,
+}
+
+impl Queries {
+    fn is_query(&self, packet: &Packet) -> bool {
+        match packet.a {
+            SYS_FSTAT | SYS_FSTATVFS | SYS_FPATH => true,
+            SYS_OPEN => packet.d & O_STAT == O_STAT,
+            SYS_CLOSE => self.stat_handles.contains(&packet.b),
+            _ => false,
+        }
+    }
+
+    fn answered(&mut self, packet: &Packet, result: usize) {
+        match packet.a {
+            SYS_OPEN if Error::demux(result).is_ok() => drop(self.stat_handles.insert(result)),
+            SYS_CLOSE => drop(self.stat_handles.remove(&packet.b)),
+            _ => {}
+        }
     }
 }
 
@@ -162,4 +207,27 @@ fn answer_all(socket: &SchemeSocket, todo: &mut Vec<Packet>, errno: i32) {
 
 fn is_cancel(packet: &Packet) -> bool {
     packet.id == 0 && packet.a == KSMSG_CANCEL
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_looking_requests_are_queries_and_an_o_stat_handle_closes_as_one() {
+        let mut queries = Queries::default();
+        let open_stat = Packet { a: SYS_OPEN, d: O_STAT, ..Packet::default() };
+        let open_plain = Packet { a: SYS_OPEN, d: 0, ..Packet::default() };
+        assert!(queries.is_query(&open_stat));
+        assert!(!queries.is_query(&open_plain));
+        assert!(queries.is_query(&Packet { a: SYS_FSTAT, ..Packet::default() }));
+        queries.answered(&open_stat, 7);
+        let close = |b| Packet { a: SYS_CLOSE, b, ..Packet::default() };
+        assert!(queries.is_query(&close(7)));
+        assert!(!queries.is_query(&close(8)));
+        queries.answered(&close(7), 0);
+        assert!(!queries.is_query(&close(7)));
+        let write = Packet { a: syscall::number::SYS_WRITE, ..Packet::default() };
+        assert!(!queries.is_query(&write));
+    }
 }
