@@ -182,6 +182,11 @@ impl<R: Read> FrameReader<R> {
         self.max = max.min(MAX_FRAME);
     }
 
+    /// The stream frames are read from (to see whether it has buffered bytes, say).
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
     /// The bytes of the last body read, or the length prefix of a refused frame.
     pub fn last_bytes(&self) -> &[u8] {
         &self.body

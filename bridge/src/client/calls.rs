@@ -11,7 +11,8 @@ use crossbeam_channel::{Receiver, Sender};
 use log::{error, warn};
 use scheme_protocol::{Call, Errno, Reply, Tag};
 
-use super::{CallError, CallResult, Response};
+use super::wire::Wake;
+use super::{CallError, CallResult};
 use crate::trace::Trace;
 
 /// Limits on one client's calls.
@@ -92,7 +93,7 @@ pub type Completion = Box<dyn FnOnce(CallResult<Reply>) + Send>;
 
 /// Who is waiting for a tag: a thread blocked in `PendingCall::wait`, or a completion.
 pub(super) enum Waiter {
-    Thread(Sender<Response>),
+    Thread(Sender<Wake>),
     Completion(Completion),
 }
 
@@ -102,9 +103,9 @@ impl Waiter {
             Waiter::Thread(tx) => {
                 // A dropped sender already tells a waiting thread it was disconnected.
                 if let Ok(reply) = result {
-                    let _ = tx.send(Ok(reply));
+                    let _ = tx.send(Wake::Answer(Ok(reply)));
                 } else if let Err(CallError::Errno(errno)) = result {
-                    let _ = tx.send(Err(errno));
+                    let _ = tx.send(Wake::Answer(Err(errno)));
                 }
             }
             Waiter::Completion(done) => done(result),
@@ -201,6 +202,14 @@ impl Calls {
     /// Takes `tag` back after its call could not be sent.
     pub(super) fn unregister(&self, tag: Tag) -> Option<Waiter> {
         self.lock().waiting.remove(&tag).map(|entry| entry.waiter)
+    }
+
+    /// The wake-up channel of some thread blocked in a call, if any.
+    pub(super) fn a_thread_waiter(&self) -> Option<Sender<Wake>> {
+        self.lock().waiting.values().find_map(|entry| match &entry.waiter {
+            Waiter::Thread(tx) => Some(tx.clone()),
+            Waiter::Completion(_) => None,
+        })
     }
 
     /// Starts the grace period of a cancelled call.

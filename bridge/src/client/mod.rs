@@ -14,17 +14,19 @@ use std::time::{Duration, Instant};
 
 mod calls;
 mod events;
+mod wire;
 
 use calls::{Calls, Waiter};
 pub use calls::{Completion, Limits};
 use events::Events;
+use wire::{SharedWire, Wake, WireIn};
 
 use crate::trace::Trace;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{debug, error, warn};
 use scheme_protocol::{
     handshake, hello, Bytes, Call, Caller, Errno, Fd, Frame, FrameReader, FrameWriter, Peer, Reply,
-    Response, Stat, StatVfs, Tag, TimeSpec, MAX_FRAME, MAX_OVERHEAD,
+    Stat, StatVfs, Tag, TimeSpec, MAX_FRAME, MAX_OVERHEAD,
 };
 
 /// The capacity asked for the pipes to a spawned daemon: one 1 MiB payload plus its header.
@@ -94,6 +96,8 @@ struct Inner {
     events: Receiver<Event>,
     /// Where the reader thread posts events; the watchdog delivers what overflowed.
     event_path: Arc<Events>,
+    /// The wire from the daemon, until the reader thread takes it.
+    wire: SharedWire,
     peer: Peer,
     child: Mutex<Option<Child>>,
     reader: Mutex<Option<JoinHandle<()>>>,
@@ -120,7 +124,7 @@ impl fmt::Debug for Client {
 #[derive(Debug)]
 pub struct PendingCall {
     tag: Tag,
-    reply: Receiver<Response>,
+    reply: Receiver<Wake>,
     client: Client,
 }
 
@@ -139,8 +143,9 @@ impl Client {
         // exits) is killed after HANDSHAKE_TIMEOUT instead of hanging the caller.
         let (tx, rx) = crossbeam_channel::bounded(1);
         let expected = scheme.to_owned();
+        let poll_fd = rustix::io::dup(&stdout).ok();
         std::thread::spawn(move || {
-            let _ = tx.send(Self::connect(stdout, stdin, &expected));
+            let _ = tx.send(Self::connect_wire(stdout, poll_fd, stdin, &expected));
         });
         let outcome = rx.recv_timeout(HANDSHAKE_TIMEOUT).unwrap_or_else(|_| {
             let _ = child.kill();
@@ -167,27 +172,35 @@ impl Client {
         writer: impl Write + Send + 'static,
         scheme: &str,
     ) -> scheme_protocol::Result<Client> {
+        let client = Self::connect_wire(reader, None, writer, scheme)?;
+        client.inner.start_reader();
+        Ok(client)
+    }
+
+    /// Handshakes; `poll_fd` (the reader's pipe) lets blocked callers read the wire
+    /// themselves until a reader thread is needed (see `wire.rs`).
+    fn connect_wire(
+        reader: impl Read + Send + 'static,
+        poll_fd: Option<std::os::fd::OwnedFd>,
+        writer: impl Write + Send + 'static,
+        scheme: &str,
+    ) -> scheme_protocol::Result<Client> {
+        let reader: Box<dyn Read + Send> = Box::new(reader);
         let mut frames_in = FrameReader::new(BufReader::with_capacity(1 << 16, reader), MAX_FRAME);
         let mut frames_out: FrameWriter<Box<dyn Write + Send>> =
             FrameWriter::new(Box::new(writer), MAX_FRAME);
         let peer = handshake(&mut frames_in, &mut frames_out, &hello(scheme, MAX_FRAME))?;
-        let calls = Arc::new(Calls::new());
         let (event_path, event_rx) = Events::new();
-        let event_path = Arc::new(event_path);
-        let event_tx = Arc::clone(&event_path);
-        let reader_calls = Arc::clone(&calls);
-        let reader = std::thread::Builder::new()
-            .name(format!("{}-wire-replies", peer.scheme))
-            .spawn(move || read_replies(frames_in, &reader_calls, &event_tx))?;
         let inner = Inner {
             out: Mutex::new(Some(frames_out)),
-            calls,
+            calls: Arc::new(Calls::new()),
             next_tag: AtomicU64::new(1),
             events: event_rx,
-            event_path,
+            event_path: Arc::new(event_path),
+            wire: Arc::new(Mutex::new(Some(WireIn { frames: frames_in, poll_fd }))),
             peer,
             child: Mutex::new(None),
-            reader: Mutex::new(Some(reader)),
+            reader: Mutex::new(None),
         };
         let inner = Arc::new(inner);
         let watched = Arc::downgrade(&inner);
@@ -224,6 +237,7 @@ impl Client {
 
     /// Events the daemon posted, in order.
     pub fn events(&self) -> &Receiver<Event> {
+        self.inner.start_reader();
         &self.inner.events
     }
 
@@ -234,7 +248,9 @@ impl Client {
 
     /// Sends `call` and returns at once; the answer is collected from the [`PendingCall`].
     pub fn start(&self, call: Call) -> CallResult<PendingCall> {
-        let (tx, rx) = crossbeam_channel::bounded(1);
+        // Unbounded, so that handing the answer on never blocks the reader; wake-ups to lead
+        // are only sent to an empty channel, so at most a few ever wait in it.
+        let (tx, rx) = crossbeam_channel::unbounded();
         let tag = self.send_call(self.caller, call, Waiter::Thread(tx))?;
         Ok(PendingCall { tag, reply: rx, client: self.clone() })
     }
@@ -243,6 +259,7 @@ impl Client {
     /// reader thread (or at once, if the call cannot be sent), so it must not block. Returns
     /// the tag, for [`Client::cancel`].
     pub fn submit(&self, caller: Caller, call: Call, done: Completion) -> Tag {
+        self.inner.start_reader();
         let tag = self.next_tag();
         let waiter = Waiter::Completion(done);
         if let Err((err, waiter)) = self.send_with_tag(tag, caller, call, waiter) {
@@ -260,6 +277,7 @@ impl Client {
 
     /// Becomes disconnected (every `recv` fails) once the daemon is gone.
     pub fn closed(&self) -> Receiver<()> {
+        self.inner.start_reader();
         self.inner.calls.closed.clone()
     }
 
@@ -455,18 +473,37 @@ impl PendingCall {
         self.tag
     }
 
-    /// Waits for the answer.
+    /// Waits for the answer, reading the wire itself while nobody else does.
     pub fn wait(self) -> CallResult<Reply> {
-        let answer = self.reply.recv().map_err(|_| self.client.disconnected());
-        answer?.map_err(CallError::Errno)
+        let inner = &self.client.inner;
+        loop {
+            let led = wire::try_lead(&inner.wire, &inner.calls, &inner.event_path, &self.reply);
+            let answer = match led {
+                Some(answer) => answer,
+                None => match self.reply.recv() {
+                    Ok(Wake::Answer(answer)) => Some(answer),
+                    Ok(Wake::Lead) => continue,
+                    Err(_) => None,
+                },
+            };
+            return match answer {
+                Some(answer) => answer.map_err(CallError::Errno),
+                None => Err(self.client.disconnected()),
+            };
+        }
     }
 
     /// Waits at most `timeout`; gives the call back if it is still unanswered.
     pub fn wait_timeout(self, timeout: Duration) -> Result<CallResult<Reply>, PendingCall> {
-        match self.reply.recv_timeout(timeout) {
-            Ok(response) => Ok(response.map_err(CallError::Errno)),
-            Err(RecvTimeoutError::Timeout) => Err(self),
-            Err(RecvTimeoutError::Disconnected) => Ok(Err(self.client.disconnected())),
+        self.client.inner.start_reader();
+        let deadline = Instant::now() + timeout;
+        loop {
+            return match self.reply.recv_deadline(deadline) {
+                Ok(Wake::Answer(response)) => Ok(response.map_err(CallError::Errno)),
+                Ok(Wake::Lead) => continue,
+                Err(RecvTimeoutError::Timeout) => Err(self),
+                Err(RecvTimeoutError::Disconnected) => Ok(Err(self.client.disconnected())),
+            };
         }
     }
 
@@ -483,6 +520,25 @@ impl Client {
     fn disconnected(&self) -> CallError {
         let why = self.inner.calls.lock().dead.clone();
         CallError::Disconnected(why.unwrap_or_else(|| "daemon disconnected".into()))
+    }
+}
+
+impl Inner {
+    /// Starts the reader thread, once: from now on it alone reads the wire.
+    fn start_reader(&self) {
+        let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        if reader.is_some() {
+            return;
+        }
+        let (wire, calls, events) =
+            (Arc::clone(&self.wire), Arc::clone(&self.calls), Arc::clone(&self.event_path));
+        let spawned = std::thread::Builder::new()
+            .name(format!("{}-wire-replies", self.peer.scheme))
+            .spawn(move || wire::read_for_good(&wire, &calls, &events));
+        match spawned {
+            Ok(thread) => *reader = Some(thread),
+            Err(err) => error!("cannot start the reply reader thread: {err}"),
+        }
     }
 }
 
@@ -556,28 +612,6 @@ fn watch(inner: &Weak<Inner>) {
             let _ = client.send(&Frame::Cancel { tag });
         }
     }
-}
-
-/// The reader thread: answers waiters by tag and forwards events; on any stream failure it
-/// fails every outstanding call.
-fn read_replies<R: Read>(mut frames: FrameReader<R>, calls: &Calls, events: &Events) {
-    let why = loop {
-        match frames.read_frame() {
-            Ok(Frame::Reply { tag, response }) => {
-                calls.finish(tag, response.map_err(CallError::Errno));
-            }
-            Ok(Frame::Event { fd, flags }) => {
-                events.post(Event { fd, flags });
-            }
-            Ok(other) => warn!("daemon sent a {} frame; ignored", other.kind()),
-            Err(scheme_protocol::Error::Closed) => break "daemon closed its end".to_owned(),
-            Err(err) => {
-                error!("daemon sent a bad stream: {err}");
-                break format!("bad stream from daemon: {err}");
-            }
-        }
-    };
-    calls.fail_all(&why);
 }
 
 fn value(reply: Reply) -> CallResult<u64> {

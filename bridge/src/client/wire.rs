@@ -1,0 +1,138 @@
+//! The wire from the daemon -> answers and events, read by whoever needs them. A thread
+//! blocked in a call reads the wire itself while nobody else does (the leader), handing other
+//! threads' answers on, so a lone blocking call costs what a raw pipe round trip costs: no
+//! hand-off to a reader thread and back. Once anything needs the wire read without a caller
+//! waiting (completions, events, `closed()`), a reader thread takes it over for good, and
+//! blocked callers just wait for their answer (the followers).
+
+use std::io::{BufReader, Read};
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex, PoisonError, TryLockError};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, TryRecvError};
+use log::{error, warn};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use scheme_protocol::{Frame, FrameReader, Response};
+
+use super::calls::Calls;
+use super::events::Events;
+use super::{CallError, Event};
+
+/// What a blocked caller is woken with.
+#[derive(Debug)]
+pub(super) enum Wake {
+    /// Its answer.
+    Answer(Response),
+    /// The leader left: read the wire yourself if nobody does.
+    Lead,
+}
+
+/// How long a leader waits for the wire before looking for an answer given by the watchdog.
+const LEAD_TICK: Duration = Duration::from_millis(100);
+
+/// The daemon's side of the pipe pair, framed.
+pub(super) struct WireIn {
+    pub(super) frames: FrameReader<BufReader<Box<dyn Read + Send>>>,
+    /// The same pipe, for waiting with a timeout; `None`: only a reader thread may read.
+    pub(super) poll_fd: Option<OwnedFd>,
+}
+
+/// The wire while nobody has taken it for good; shared with the reader thread.
+pub(super) type SharedWire = Arc<Mutex<Option<WireIn>>>;
+
+/// Reads the wire for `own`'s answer if nobody else is reading it; `None` if somebody is.
+/// Afterwards wakes another blocked caller to take over.
+pub(super) fn try_lead(
+    wire: &SharedWire,
+    calls: &Calls,
+    events: &Events,
+    own: &Receiver<Wake>,
+) -> Option<Option<Response>> {
+    let mut guard = match wire.try_lock() {
+        Ok(guard) => guard,
+        Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+        Err(TryLockError::WouldBlock) => return None,
+    };
+    let wire_in = guard.as_mut().filter(|w| w.poll_fd.is_some())?;
+    let answer = lead(wire_in, calls, events, own);
+    drop(guard);
+    if let Some(next) = calls.a_thread_waiter().filter(|next| next.is_empty()) {
+        let _ = next.try_send(Wake::Lead);
+    }
+    Some(answer)
+}
+
+/// Reads frames until `own` has an answer (`None`: the stream ended, or the answer was an
+/// error that is not an errno).
+fn lead(
+    wire: &mut WireIn,
+    calls: &Calls,
+    events: &Events,
+    own: &Receiver<Wake>,
+) -> Option<Response> {
+    loop {
+        match own.try_recv() {
+            Ok(Wake::Answer(answer)) => return Some(answer),
+            Ok(Wake::Lead) | Err(TryRecvError::Empty) => {}
+            Err(TryRecvError::Disconnected) => return None,
+        }
+        if !readable(wire) {
+            continue;
+        }
+        if let Err(why) = read_one(&mut wire.frames, calls, events) {
+            calls.fail_all(&why);
+        }
+    }
+}
+
+/// Whether a frame can be read without waiting more than [`LEAD_TICK`].
+fn readable(wire: &WireIn) -> bool {
+    if !wire.frames.get_ref().buffer().is_empty() {
+        return true;
+    }
+    let Some(fd) = &wire.poll_fd else { return true };
+    let mut fds = [PollFd::new(fd, PollFlags::IN)];
+    let timeout = Timespec::try_from(LEAD_TICK).ok();
+    matches!(poll(&mut fds, timeout.as_ref()), Ok(n) if n > 0)
+}
+
+/// Reads one frame and hands it on; `Err` with the reason when the stream is over.
+fn read_one<R: Read>(
+    frames: &mut FrameReader<R>,
+    calls: &Calls,
+    events: &Events,
+) -> Result<(), String> {
+    match frames.read_frame() {
+        Ok(Frame::Reply { tag, response }) => {
+            calls.finish(tag, response.map_err(CallError::Errno));
+            Ok(())
+        }
+        Ok(Frame::Event { fd, flags }) => {
+            events.post(Event { fd, flags });
+            Ok(())
+        }
+        Ok(other) => {
+            warn!("daemon sent a {} frame; ignored", other.kind());
+            Ok(())
+        }
+        Err(scheme_protocol::Error::Closed) => Err("daemon closed its end".to_owned()),
+        Err(err) => {
+            error!("daemon sent a bad stream: {err}");
+            Err(format!("bad stream from daemon: {err}"))
+        }
+    }
+}
+
+/// The reader thread: takes the wire for good (after any leader is done with it), answers
+/// waiters by tag and forwards events; on any stream failure it fails every outstanding call.
+pub(super) fn read_for_good(wire: &SharedWire, calls: &Calls, events: &Events) {
+    let taken = wire.lock().unwrap_or_else(PoisonError::into_inner).take();
+    let Some(mut wire_in) = taken else { return };
+    let why = loop {
+        if let Err(why) = read_one(&mut wire_in.frames, calls, events) {
+            break why;
+        }
+    };
+    calls.fail_all(&why);
+}
