@@ -27,3 +27,11 @@ pub use packet::translate_offline;
 pub use serve::{serve_block, serve_block_mut, serve_fs, serve_scheme, serve_scheme_mut, Getdents};
 pub use socket::{EventPoster, Next, SchemeSocket, PACKET_SIZE};
 pub use trace::Trace;
+
+/// A thread name for `scheme`'s `role` thread. Scheme names come from the peer, and a thread
+/// name with a NUL byte panics, so anything but printable ASCII becomes `?`.
+pub(crate) fn thread_name(scheme: &str, role: &str) -> String {
+    let scheme: String =
+        scheme.chars().map(|c| if c.is_ascii_graphic() { c } else { '?' }).take(32).collect();
+    format!("{scheme}-{role}")
+}

@@ -28,6 +28,18 @@ const MAX_OUTSTANDING: usize = 1 << 16;
 /// Bytes read from the wire at once: several small frames arrive in one `read(2)`.
 const READ_BUFFER: usize = 64 << 10;
 
+/// Out-buffer bytes held for the daemon at once (zeroed memory that parked reads keep until
+/// they are answered); a read that would pass it is answered `EAGAIN`.
+const MAX_BUFFERED: usize = 256 << 20;
+
+/// The out-buffer bytes a packet holds.
+fn out_size(buffers: &Buffers) -> usize {
+    match buffers {
+        Buffers::Out(buf) => buf.len(),
+        _ => 0,
+    }
+}
+
 /// Bytes in one `Packet`.
 pub const PACKET_SIZE: usize = size_of::<Packet>();
 
@@ -88,6 +100,8 @@ struct State {
     /// Handle ids the daemon has handed out and not closed, with reference counts.
     handles: HashMap<usize, usize>,
     broken: bool,
+    /// Bytes of out-buffers (reads, fpaths, getdents) held for delivered packets.
+    buffered: usize,
 }
 
 /// State shared by the socket, its event posters and the wire reader thread.
@@ -164,7 +178,7 @@ impl SchemeSocket {
         let Some((frames_in, tx, scheme)) = self.unread.take() else { return Ok(()) };
         let shared = Arc::clone(&self.shared);
         std::thread::Builder::new()
-            .name(format!("{scheme}-wire-in"))
+            .name(crate::thread_name(&scheme, "wire-in"))
             .spawn(move || read_calls(frames_in, &shared, &tx))?;
         Ok(())
     }
@@ -391,9 +405,18 @@ impl Shared {
                 if !matches!(state.tags.get(&tag), Some(TagState::Queued)) {
                     return None; // cancelled before the daemon saw it
                 }
-                state.tags.insert(tag, TagState::Delivered(id));
                 let name = call.name();
                 let (packet, buffers) = packet::from_call(id, caller, call, self.max_payload);
+                let size = out_size(&buffers);
+                if state.buffered + size > MAX_BUFFERED {
+                    state.tags.remove(&tag);
+                    drop(state);
+                    warn!("{MAX_BUFFERED} bytes of read buffers held; {name} (tag {}) answered EAGAIN", tag.0);
+                    self.send(&[Frame::Reply { tag, response: Err(Errno::EAGAIN) }]);
+                    return None;
+                }
+                state.buffered += size;
+                state.tags.insert(tag, TagState::Delivered(id));
                 let pending =
                     Pending { tag, call: name, buffers, cancelled: false, internal: false };
                 (packet, pending)
@@ -440,6 +463,7 @@ impl Shared {
             warn!("daemon replied to unknown packet id {} (a={:#x}); dropped", packet.id, packet.a);
             return None;
         };
+        state.buffered -= out_size(&pending.buffers);
         let response = match packet::response(pending.call, packet, pending.buffers) {
             // The kernel's rule: EINTR is only an answer to a cancel.
             Err(Errno::EINTR) if !pending.cancelled && !pending.internal => {
@@ -536,11 +560,7 @@ impl Shared {
 }
 
 /// The wire reader thread: calls go to the daemon, cancels are answered here at once.
-fn read_calls(
-    mut frames: WireIn,
-    shared: &Shared,
-    tx: &Sender<Inbound>,
-) {
+fn read_calls(mut frames: WireIn, shared: &Shared, tx: &Sender<Inbound>) {
     loop {
         let frame = match frames.read_frame() {
             Ok(frame) => frame,

@@ -3,6 +3,8 @@
 //! "Hello World!\n" to each connection and closing it; N clients (default 20, or the first
 //! argument) connect concurrently and each prints what it read before end of file.
 
+#![forbid(unsafe_code)]
+
 use std::process::{Command, ExitCode};
 use std::thread;
 

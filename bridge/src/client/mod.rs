@@ -205,7 +205,7 @@ impl Client {
         let inner = Arc::new(inner);
         let watched = Arc::downgrade(&inner);
         std::thread::Builder::new()
-            .name(format!("{}-wire-watchdog", inner.peer.scheme))
+            .name(crate::thread_name(&inner.peer.scheme, "wire-watchdog"))
             .spawn(move || watch(&watched))?;
         Ok(Client { inner, caller: current_caller() })
     }
@@ -533,7 +533,7 @@ impl Inner {
         let (wire, calls, events) =
             (Arc::clone(&self.wire), Arc::clone(&self.calls), Arc::clone(&self.event_path));
         let spawned = std::thread::Builder::new()
-            .name(format!("{}-wire-replies", self.peer.scheme))
+            .name(crate::thread_name(&self.peer.scheme, "wire-replies"))
             .spawn(move || wire::read_for_good(&wire, &calls, &events));
         match spawned {
             Ok(thread) => *reader = Some(thread),

@@ -168,21 +168,21 @@ fn spawn_event_relays(
     for (index, scheme) in shared.schemes.iter().enumerate() {
         let events = scheme.backend.events();
         let (shared, stopped) = (Arc::downgrade(shared), stopped.clone());
-        let thread = std::thread::Builder::new().name(format!("{}-events", scheme.name)).spawn(
-            move || loop {
-                let event = select! {
-                    recv(events) -> event => match event { Ok(event) => event, Err(_) => return },
-                    recv(stopped) -> _ => return,
-                };
-                let Some(shared) = shared.upgrade() else { return };
-                for handle in shared.handles.for_daemon_fd(index, event.fd) {
-                    let poll = handle.io().poll.clone();
-                    if let Some(poll) = poll {
-                        let _ = poll.notify();
-                    }
+        let thread = std::thread::Builder::new()
+            .name(crate::thread_name(&scheme.name, "events"))
+            .spawn(move || loop {
+            let event = select! {
+                recv(events) -> event => match event { Ok(event) => event, Err(_) => return },
+                recv(stopped) -> _ => return,
+            };
+            let Some(shared) = shared.upgrade() else { return };
+            for handle in shared.handles.for_daemon_fd(index, event.fd) {
+                let poll = handle.io().poll.clone();
+                if let Some(poll) = poll {
+                    let _ = poll.notify();
                 }
-            },
-        )?;
+            }
+        })?;
         threads.push(thread);
     }
     Ok(threads)

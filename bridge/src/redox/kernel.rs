@@ -162,7 +162,7 @@ impl Core {
         let events = self.shared.client.events().clone();
         let shared = Arc::clone(&self.shared);
         let thread = std::thread::Builder::new()
-            .name(format!("{}-kernel-events", self.shared.client.scheme()))
+            .name(crate::thread_name(self.shared.client.scheme(), "kernel-events"))
             .spawn(move || loop {
                 select! {
                     recv(events) -> event => match event {

@@ -1,5 +1,7 @@
 //! `ramfsd [--max-bytes N]`: the built-in memory filesystem scheme, served on stdio.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use scheme_daemons::builtin::{serve_with, Options};

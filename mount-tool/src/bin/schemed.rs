@@ -4,6 +4,8 @@
 //! that speaks the wire, e.g. `ssh host chand`. On Linux there is no kernel to register with:
 //! it says so and points to schememount.
 
+#![forbid(unsafe_code)]
+
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result};
