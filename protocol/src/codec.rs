@@ -37,13 +37,19 @@ fn config() -> Config {
 /// Appends `frame` to `out` as a length-prefixed frame. Fails, leaving `out` as it was, if
 /// the body would exceed `max` bytes.
 pub fn encode_frame(frame: &Frame, max: usize, out: &mut Vec<u8>) -> Result<()> {
+    encode_followed_by(frame, 0, max, out)
+}
+
+/// Appends `frame` with a length prefix that also counts `extra` bytes the caller writes
+/// right after it; fails, leaving `out` as it was, if the whole would exceed `max`.
+fn encode_followed_by(frame: &Frame, extra: usize, max: usize, out: &mut Vec<u8>) -> Result<()> {
     let start = out.len();
     out.extend_from_slice(&[0; LEN_PREFIX]);
     if let Err(err) = bincode::serde::encode_into_std_write(frame, out, config()) {
         out.truncate(start);
         return Err(Error::Encode(err.to_string()));
     }
-    let len = out.len() - start - LEN_PREFIX;
+    let len = out.len() - start - LEN_PREFIX + extra;
     let max = max.min(MAX_FRAME);
     if len > max {
         out.truncate(start);
@@ -82,18 +88,7 @@ fn split_payload(frame: &Frame) -> Option<(Frame, &[u8])> {
 /// Appends the encoding of `head` (from [`split_payload`]) with its payload length set to
 /// `payload` bytes; the payload itself must follow it on the wire.
 fn encode_head(head: &Frame, payload: usize, max: usize, out: &mut Vec<u8>) -> Result<()> {
-    let start = out.len();
-    encode_frame(head, max, out)?;
-    let len = out.len() - start - LEN_PREFIX + payload;
-    let max = max.min(MAX_FRAME);
-    if len > max {
-        out.truncate(start);
-        return Err(Error::Encode(format!(
-            "{} frame of {len} bytes exceeds the peer's limit of {max} bytes",
-            head.kind()
-        )));
-    }
-    out[start..start + LEN_PREFIX].copy_from_slice(&(len as u32).to_le_bytes());
+    encode_followed_by(head, payload, max, out)?;
     let at = out.len() - 8;
     out[at..].copy_from_slice(&(payload as u64).to_le_bytes());
     Ok(())
