@@ -151,3 +151,31 @@ fn a_daemon_killed_mid_call_fails_every_outstanding_call_within_a_second() {
     assert!(killed.elapsed() < Duration::from_secs(1));
     assert!(matches!(client.open("doomed", O_RDWR), Err(CallError::Disconnected(_))));
 }
+
+/// With no reader thread, a caller blocked in a call reads the wire for everyone (the leader).
+/// When the leader's own answer comes, it must wake a blocked caller to take over: here the
+/// only other caller's answer arrives after the leader left, caused by a write nobody waits
+/// for, so without that wake-up it would never be read.
+#[test]
+fn a_leaving_leader_hands_the_wire_to_a_blocked_caller() {
+    let client = spawn("chand", "chan");
+    let (_l1, far1, near1) = stream_pair(&client, "first");
+    let (_l2, far2, near2) = stream_pair(&client, "second");
+    let leader = {
+        let client = client.clone();
+        thread::spawn(move || client.read(near1, 16))
+    };
+    thread::sleep(Duration::from_millis(100)); // the leader is reading the wire
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let follower = {
+        let client = client.clone();
+        thread::spawn(move || done_tx.send(client.read(near2, 16)))
+    };
+    thread::sleep(Duration::from_millis(100)); // the follower waits for the leader
+    client.write(far1, b"one").unwrap();
+    assert_eq!(leader.join().unwrap().unwrap(), b"one");
+    let _unwaited = client.start(Call::Write { fd: far2, data: b"two".as_slice().into() }).unwrap();
+    let answer = done_rx.recv_timeout(Duration::from_secs(5)).expect("the follower got its answer");
+    assert_eq!(answer.unwrap(), b"two");
+    follower.join().unwrap();
+}

@@ -43,3 +43,28 @@ fn rand_reads_differ_and_permissions_are_checked() {
     assert_eq!(user.open("urandom", O_WRONLY), Err(CallError::Errno(Errno::EPERM)));
     assert!(user.open("urandom", O_RDONLY).is_ok());
 }
+
+/// Blocking calls from many threads on a client with no reader thread: one caller at a time
+/// reads the wire and hands the others' answers on (leader/follower), and must always hand
+/// the lead on, or a caller waits forever. A watchdog fails the test instead of hanging.
+#[test]
+fn sixteen_threads_of_blocking_calls_all_get_their_own_answers() {
+    let client = spawn("zerod", "zero");
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    for thread in 0..16usize {
+        let (client, done_tx) = (client.clone(), done_tx.clone());
+        std::thread::spawn(move || {
+            let fd = client.open("", O_RDONLY).unwrap();
+            for call in 0..500 {
+                let len = 1 + (thread * 500 + call) % 3000;
+                assert_eq!(client.read(fd, len).unwrap().len(), len, "thread {thread}");
+            }
+            client.close(fd).unwrap();
+            done_tx.send(thread).unwrap();
+        });
+    }
+    for _ in 0..16 {
+        let finished = done_rx.recv_timeout(std::time::Duration::from_secs(30));
+        assert!(finished.is_ok(), "a caller never got its answer (or panicked)");
+    }
+}
