@@ -177,5 +177,5 @@ fn a_leaving_leader_hands_the_wire_to_a_blocked_caller() {
     let _unwaited = client.start(Call::Write { fd: far2, data: b"two".as_slice().into() }).unwrap();
     let answer = done_rx.recv_timeout(Duration::from_secs(5)).expect("the follower got its answer");
     assert_eq!(answer.unwrap(), b"two");
-    follower.join().unwrap();
+    follower.join().unwrap().expect("the answer was taken");
 }
