@@ -607,8 +607,12 @@ fn watch(inner: &Weak<Inner>) {
         if inner.calls.is_dead() {
             return;
         }
-        for tag in inner.calls.expire(Instant::now()) {
-            let client = Client { inner: Arc::clone(&inner), caller: current_caller() };
+        let timed_out = inner.calls.expire(Instant::now());
+        if timed_out.is_empty() {
+            continue;
+        }
+        let client = Client { inner, caller: current_caller() };
+        for tag in timed_out {
             let _ = client.send(&Frame::Cancel { tag });
         }
     }
