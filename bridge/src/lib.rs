@@ -10,6 +10,7 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 
 mod backend;
+pub mod busy_poll;
 pub mod client;
 pub mod fuse;
 mod locate;

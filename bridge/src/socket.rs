@@ -139,7 +139,7 @@ impl SchemeSocket {
     pub fn stdio(scheme: &str) -> io::Result<SchemeSocket> {
         let wire_out = File::from(rustix::io::dup(io::stdout())?);
         rustix::stdio::dup2_stdout(io::stderr())?;
-        let wire_in = File::from(rustix::io::dup(io::stdin())?);
+        let wire_in = crate::busy_poll::BusyPoll::new(File::from(rustix::io::dup(io::stdin())?));
         Self::new(wire_in, wire_out, scheme).map_err(io::Error::other)
     }
 

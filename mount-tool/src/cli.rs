@@ -53,7 +53,10 @@ pub(crate) struct Cli {
     /// for null, zero, rand and ramfs, whose calls never block), max_requests=N (daemon calls
     /// in flight per mount and per daemon, EAGAIN beyond; 32768 and 16384), max_handles=N (open
     /// files per uid, EMFILE beyond; 65536), call_timeout=SECONDS (how long a call that should
-    /// answer at once, such as a stat, may take before it fails with EIO; 30, 0 = never).
+    /// answer at once, such as a stat, may take before it fails with EIO; 30, 0 = never),
+    /// busy_poll=MICROSECONDS (how long the mount and its daemon watch their pipe before
+    /// sleeping, which saves a wake-up per call at the price of that much CPU; 50, 0 = off,
+    /// always off when the processes may only use one CPU).
     #[arg(short = 'o', value_name = "OPTIONS", action = clap::ArgAction::Append)]
     pub(crate) options: Vec<String>,
 

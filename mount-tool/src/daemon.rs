@@ -39,6 +39,8 @@ pub(crate) fn start_command(command_line: &str, scheme: &str) -> Result<Client> 
 
 fn connect(mut command: Command, scheme: &str) -> Result<Client> {
     command.current_dir("/");
+    let busy_poll = scheme_bridge::busy_poll::configured();
+    command.env(scheme_bridge::busy_poll::ENV, busy_poll.as_micros().to_string());
     if crate::background::in_background() {
         // Nobody reads a background mount's stderr; holding it would keep a caller's pipe open.
         command.stderr(std::process::Stdio::null());

@@ -10,6 +10,8 @@ pub(crate) struct DaemonOptions {
     pub(crate) max_bytes: Option<u64>,
     /// Limits on each daemon connection: `-o max_requests=N,call_timeout=S`.
     pub(crate) limits: scheme_bridge::Limits,
+    /// How long each end of a daemon's wire busy-polls before blocking: `-o busy_poll=US`.
+    pub(crate) busy_poll: Option<std::time::Duration>,
 }
 
 /// Parses every `-o` argument (each a comma-separated list) into `config` and `daemon`.
@@ -51,7 +53,10 @@ pub(crate) fn apply(
                 let timeout = seconds(key, v)?;
                 daemon.limits.call_timeout = (!timeout.is_zero()).then_some(timeout);
             }
-            (key, _) => bail!("unknown mount option {key:?} (known: ro, allow_other, default_permissions, uid=N, gid=N, max_write=N, max_bytes=N, entry_timeout=S, attr_timeout=S, noauto_unmount, intr, nointr, max_requests=N, max_handles=N, call_timeout=S)"),
+            ("busy_poll", Some(v)) => {
+                daemon.busy_poll = Some(std::time::Duration::from_micros(number(key, v)?.into()));
+            }
+            (key, _) => bail!("unknown mount option {key:?} (known: ro, allow_other, default_permissions, uid=N, gid=N, max_write=N, max_bytes=N, entry_timeout=S, attr_timeout=S, noauto_unmount, intr, nointr, max_requests=N, max_handles=N, call_timeout=S, busy_poll=US)"),
         }
     }
     Ok(())
@@ -80,6 +85,17 @@ mod tests {
         assert!(config.options.read_only && config.options.allow_other);
         assert!(config.options.default_permissions);
         assert_eq!((config.uid, config.gid), (Some(7), Some(8)));
+    }
+
+    #[test]
+    fn busy_poll_takes_microseconds() {
+        let mut daemon = DaemonOptions::default();
+        apply(&mut MountConfig::default(), &mut daemon, &["busy_poll=0".to_owned()]).unwrap();
+        assert_eq!(daemon.busy_poll, Some(std::time::Duration::ZERO));
+        apply(&mut MountConfig::default(), &mut daemon, &["busy_poll=75".to_owned()]).unwrap();
+        assert_eq!(daemon.busy_poll, Some(std::time::Duration::from_micros(75)));
+        let err = apply(&mut MountConfig::default(), &mut daemon, &["busy_poll=-1".to_owned()]);
+        assert!(err.unwrap_err().to_string().contains("not a number"));
     }
 
     #[test]

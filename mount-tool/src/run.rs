@@ -47,6 +47,9 @@ pub(crate) fn mount_and_serve(cli: &Cli) -> Result<bool> {
     }
     let mut daemon_options = options::DaemonOptions::default();
     options::apply(&mut config, &mut daemon_options, &cli.options)?;
+    if let Some(window) = daemon_options.busy_poll {
+        scheme_bridge::busy_poll::set_window(window);
+    }
     // Signals are caught before anything starts, so none is lost while mounting.
     let signals = Signals::new([SIGINT, SIGTERM, SIGHUP]).context("cannot catch signals")?;
     let (signal_rx, signal_handle) = forward_signals(signals)?;

@@ -32,11 +32,12 @@ fn by_default_it_returns_once_mounted_and_u_unmounts() {
 fn every_failure_is_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("f"), "x").unwrap();
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 6] = [
         (&["chan", "/nonexistent/mnt"], "does not exist"),
         (&["chan", dir.path().to_str().unwrap()], "not empty"),
         (&["nosuch", "/tmp"], "no built-in scheme \"nosuch\""),
         (&["-o", "bogus", "chan", "/tmp"], "unknown mount option"),
+        (&["-o", "busy_poll=soon", "chan", "/tmp"], "busy_poll=soon: not a number"),
         (&["--daemon", "echo not-a-daemon", "/tmp"], "does not speak the scheme-bridge protocol"),
     ];
     for (args, expected) in cases {

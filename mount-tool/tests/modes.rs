@@ -106,3 +106,43 @@ fn lazy_unmount_detaches_at_once() {
 fn wait_for_exit(mount: &mut Mount) -> bool {
     mount.wait_exit(Duration::from_secs(5)).is_some()
 }
+
+/// `-o busy_poll=US` reaches the daemon (through its environment), and I/O is the same with
+/// busy polling off and with a long window, pinned to one CPU (where it turns itself off) or not.
+#[test]
+fn busy_poll_reaches_the_daemon_and_every_setting_serves_the_same_bytes() {
+    for window in ["0", "2000"] {
+        let option = format!("busy_poll={window}");
+        let Some(mount) = Mount::start(&["-o", &option, "ramfs"]) else { return };
+        let daemon = daemon_of(mount.pid());
+        let environ = std::fs::read(format!("/proc/{daemon}/environ")).unwrap();
+        let expected = format!("SCHEME_BRIDGE_BUSY_POLL_US={window}");
+        assert!(
+            environ.split(|&b| b == 0).any(|var| var == expected.as_bytes()),
+            "the daemon's environment lacks {expected}"
+        );
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(mount.path("f"), &data).unwrap();
+        assert_eq!(std::fs::read(mount.path("f")).unwrap(), data, "{option}");
+        let (status, out) = sh(&format!(
+            "taskset -c 0 cat {} | cmp - {}/f && echo same",
+            mount.path("f").display(),
+            mount.root().display()
+        ));
+        assert!(status.success() && out.contains("same"), "{option}: {out}");
+    }
+}
+
+/// The pid of `parent`'s one child that is not fusermount3 (the daemon).
+fn daemon_of(parent: u32) -> u32 {
+    let children = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
+        .unwrap_or_default();
+    children
+        .split_whitespace()
+        .filter_map(|pid| pid.parse::<u32>().ok())
+        .find(|pid| {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            comm.trim() != "fusermount3"
+        })
+        .expect("schememount has a daemon child")
+}

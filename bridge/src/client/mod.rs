@@ -145,6 +145,7 @@ impl Client {
         let expected = scheme.to_owned();
         let poll_fd = rustix::io::dup(&stdout).ok();
         std::thread::spawn(move || {
+            let stdout = crate::busy_poll::BusyPoll::new(stdout);
             let _ = tx.send(Self::connect_wire(stdout, poll_fd, stdin, &expected));
         });
         let outcome = rx.recv_timeout(HANDSHAKE_TIMEOUT).unwrap_or_else(|_| {
@@ -197,7 +198,11 @@ impl Client {
             next_tag: AtomicU64::new(1),
             events: event_rx,
             event_path: Arc::new(event_path),
-            wire: Arc::new(Mutex::new(Some(WireIn { frames: frames_in, poll_fd }))),
+            wire: Arc::new(Mutex::new(Some(WireIn {
+                frames: frames_in,
+                poll_fd,
+                busy_poll: crate::busy_poll::window(),
+            }))),
             peer,
             child: Mutex::new(None),
             reader: Mutex::new(None),

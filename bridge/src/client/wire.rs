@@ -6,7 +6,7 @@
 //! blocked callers just wait for their answer (the followers).
 
 use std::io::{BufReader, Read};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex, PoisonError, TryLockError};
 use std::time::Duration;
 
@@ -36,6 +36,8 @@ pub(super) struct WireIn {
     pub(super) frames: FrameReader<BufReader<Box<dyn Read + Send>>>,
     /// The same pipe, for waiting with a timeout; `None`: only a reader thread may read.
     pub(super) poll_fd: Option<OwnedFd>,
+    /// How long a leader busy-polls `poll_fd` before it blocks.
+    pub(super) busy_poll: Duration,
 }
 
 /// The wire while nobody has taken it for good; shared with the reader thread.
@@ -92,6 +94,9 @@ fn readable(wire: &WireIn) -> bool {
         return true;
     }
     let Some(fd) = &wire.poll_fd else { return true };
+    if crate::busy_poll::wait_readable(fd.as_fd(), wire.busy_poll) {
+        return true;
+    }
     let mut fds = [PollFd::new(fd, PollFlags::IN)];
     let timeout = Timespec::try_from(LEAD_TICK).ok();
     matches!(poll(&mut fds, timeout.as_ref()), Ok(n) if n > 0)
