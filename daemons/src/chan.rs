@@ -44,7 +44,9 @@ struct Listener {
 #[derive(Debug)]
 struct Client {
     /// Bytes written by the peer and not read yet.
-    buffer: Vec<u8>,
+    /// Bytes written by the peer and not read yet; a deque, so a read takes from the front
+    /// in time proportional to what it takes, however much is buffered behind it.
+    buffer: VecDeque<u8>,
     remote: Remote,
     /// The listener's name, for streams accepted from a named listener; `None` otherwise.
     path: Option<String>,
@@ -205,7 +207,7 @@ impl ChanScheme {
         if !self.is_listener(listener_id) {
             return Err(Error::new(EBADF));
         }
-        let client = Client { buffer: Vec::new(), remote: Remote::Waiting, path: None };
+        let client = Client { buffer: VecDeque::new(), remote: Remote::Waiting, path: None };
         let client_id = self.insert(flags, Kind::Client(client));
         if let Ok(Handle { kind: Kind::Listener(listener), .. }) = self.lookup_mut(listener_id) {
             listener.awaiting.push_back(client_id);
@@ -237,7 +239,7 @@ impl ChanScheme {
         let Some(client_id) = self.pop_waiting_client(listener_id) else {
             return if flags & O_NONBLOCK != 0 { Err(Error::new(EWOULDBLOCK)) } else { Ok(None) };
         };
-        let stream = Client { buffer: Vec::new(), remote: Remote::Open(client_id), path };
+        let stream = Client { buffer: VecDeque::new(), remote: Remote::Open(client_id), path };
         let stream_id = self.insert(flags, Kind::Client(stream));
         if let Some(client) = self.client_mut(client_id) {
             client.remote = Remote::Open(stream_id);
@@ -276,7 +278,7 @@ impl ChanScheme {
             return;
         };
         let was_empty = peer.buffer.is_empty();
-        peer.buffer.extend_from_slice(bytes);
+        peer.buffer.extend(bytes);
         if was_empty && !bytes.is_empty() {
             (self.post)(peer_id, EVENT_READ);
         }
@@ -320,7 +322,9 @@ impl ChanScheme {
             return Err(Error::new(EBADF));
         };
         if !client.buffer.is_empty() {
-            let count = copy_truncated(buf, &client.buffer);
+            let (front, back) = client.buffer.as_slices();
+            let count = copy_truncated(buf, front);
+            let count = count + copy_truncated(&mut buf[count..], back);
             client.buffer.drain(..count);
             Ok(Some(count))
         } else if client.remote == Remote::Closed {
@@ -726,6 +730,28 @@ mod tests {
         assert_eq!(read_string(&mut s, server, 100), "lo world");
         done(s.write(server, b"back"));
         assert_eq!(read_string(&mut s, client, 100), "back");
+    }
+
+    #[test]
+    fn interleaved_writes_and_reads_of_odd_sizes_keep_every_byte_in_order() {
+        let (mut s, _) = scheme();
+        let (_, client, server) = pair(&mut s, "srv");
+        let stream: Vec<u8> = (0..200_000u32).map(|i| (i * 31 % 253) as u8).collect();
+        let (mut written, mut got) = (0, Vec::new());
+        let mut buf = vec![0u8; 7_001];
+        for round in 1.. {
+            let chunk = (round * 4_099) % 9_973 + 1;
+            let end = (written + chunk).min(stream.len());
+            assert_eq!(done(s.write(client, &stream[written..end])), end - written);
+            written = end;
+            let want = (round * 2_711) % buf.len() + 1;
+            let count = done(s.read(server, &mut buf[..want]));
+            got.extend_from_slice(&buf[..count]);
+            if written == stream.len() && got.len() == stream.len() {
+                break;
+            }
+        }
+        assert!(got == stream, "the stream came out reordered or with bytes lost");
     }
 
     #[test]
