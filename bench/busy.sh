@@ -37,7 +37,7 @@ mount_with() {
 cpu_ns() {
     local pid all=()
     for pid in "$@"; do all+=("$pid" $(pgrep -P "$pid" || true)); done
-    cat $(printf '/proc/%s/task/*/schedstat ' "${all[@]}") 2>/dev/null | awk '{ s += $1 } END { print s + 0 }'
+    cat $(printf '/proc/%s/task/*/schedstat ' "${all[@]}") 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'
 }
 
 # one WINDOW PID WORKLOAD: prints "us_per_op cpu_us_per_op" for one run
@@ -46,7 +46,9 @@ one() {
     before=$(cpu_ns "$pid")
     case $3 in
     pread) out=$("${PINCMD[@]}" $SB fs "$dir" --workload pread --io-size 4k --count "$COUNT"); ops=$COUNT ;;
-    meta) out=$("${PINCMD[@]}" $SB fs "$dir" --workload meta --count "$FILES" | head -1); ops=$FILES ;;
+    meta) # its first line: files per second over create, stat and unlink
+        out=$("${PINCMD[@]}" $SB fs "$dir" --workload meta --count "$FILES")
+        out=${out%%$'\n'*} ops=$FILES ;;
     esac
     after=$(cpu_ns "$pid")
     awk -v line="$out" -v cpu=$((after - before)) -v ops="$ops" -v w="$3" 'BEGIN {

@@ -241,6 +241,36 @@ fn files_survive_the_kernel_forgetting_their_inodes() {
     assert_eq!(out, "data\nmore\ndata\ndata\n");
 }
 
+/// `ls -l` of a cold directory comes from READDIRPLUS pages (many of them here): every entry
+/// is listed once, with its own size, type and inode, the same ones a stat by name gives.
+#[test]
+fn ls_l_of_a_cold_directory_of_many_pages_matches_stat_by_name() {
+    let Some(mount) = Mount::start(&["ramfs"]) else { return };
+    let out = ok(
+        &mount,
+        r#"
+        mkdir "$M/big"; cd "$M/big"
+        for i in $(seq 1 700); do head -c $i /dev/zero > "file-with-a-longish-name-$i"; done
+        mkdir sub; ln -s file-with-a-longish-name-7 link; ln file-with-a-longish-name-9 hard
+        cd /; sync; echo 3 > /proc/sys/vm/drop_caches
+        ls -ln --time-style=+%s "$M/big" | awk 'NR > 1 { print substr($1, 1, 1), $2, $5, $7 }' | sort > /tmp/ls.$$
+        ls -i "$M/big" | awk '{ print $1, $2 }' | sort -k2 > /tmp/ino.$$
+        echo 3 > /proc/sys/vm/drop_caches
+        for f in "$M"/big/*; do echo "$(stat -c %i "$f") ${f##*/}"; done | sort -k2 > /tmp/stat.$$
+        cmp /tmp/ino.$$ /tmp/stat.$$ && echo same inodes
+        wc -l < /tmp/ls.$$
+        grep -c '^- 1 ' /tmp/ls.$$
+        grep -E ' (sub|link|hard|file-with-a-longish-name-9|file-with-a-longish-name-700)$' /tmp/ls.$$
+        awk '$1 == "-" && $4 ~ /^file/ { n = substr($4, 26); if (n != $3) bad++ } END { print bad + 0, "sizes wrong" }' /tmp/ls.$$
+        rm -f /tmp/ls.$$ /tmp/ino.$$ /tmp/stat.$$
+    "#,
+    );
+    let expected = "same inodes\n703\n699\n\
+        - 1 700 file-with-a-longish-name-700\n- 2 9 file-with-a-longish-name-9\n\
+        - 2 9 hard\nd 2 0 sub\nl 1 26 link\n0 sizes wrong\n";
+    assert_eq!(out, expected);
+}
+
 #[test]
 fn without_a_limit_a_huge_truncate_is_enospc_not_an_out_of_memory_kill() {
     let Some(mount) = Mount::start(&["ramfs"]) else { return };

@@ -14,7 +14,7 @@ use super::attr;
 use super::dir::{self, Entry};
 use super::handles::Handle;
 use super::inodes::{Kind, NAMESPACE};
-use super::shared::{data_of, value_of};
+use super::shared::{data_of, value_of, FsResult};
 use super::table::SchemeFs;
 
 impl SchemeFs {
@@ -90,19 +90,26 @@ impl SchemeFs {
     }
 
     /// The namespace root (or a scheme root that is no directory): the scheme names, or nothing.
-    pub(crate) fn list_namespace(&self, ino: INodeNo, offset: u64, mut reply: ReplyDirectory) {
+    pub(crate) fn list_namespace(&self, ino: INodeNo, offset: u64, reply: ReplyDirectory) {
+        fill(reply, self.namespace_entries(ino, offset));
+    }
+
+    /// The namespace root's entries (the schemes) from FUSE `offset`; none for another node.
+    pub(crate) fn namespace_entries(&self, ino: INodeNo, offset: u64) -> Vec<Entry> {
         let listing = self.shared.node(ino.0).map(|n| n.scheme == NAMESPACE).unwrap_or(false);
         if !listing {
-            return reply.ok();
+            return Vec::new();
         }
         let start = dir::cursor(offset).unwrap_or(0) as usize;
-        for (index, scheme) in self.shared.schemes.iter().enumerate().skip(start) {
-            let cookie = index as u64 + 1 + 3;
-            if reply.add(INodeNo(index as u64 + 2), cookie, FileType::Directory, &scheme.name) {
-                break;
-            }
-        }
-        reply.ok();
+        let schemes = self.shared.schemes.iter().enumerate().skip(start);
+        schemes
+            .map(|(index, scheme)| Entry {
+                inode: index as u64 + 2,
+                name: scheme.name.clone(),
+                kind: FileType::Directory,
+                cookie: index as u64 + 1 + 3,
+            })
+            .collect()
     }
 
     /// One page of a daemon directory from `cursor`: getdents first, the legacy listing if the
@@ -114,32 +121,53 @@ impl SchemeFs {
         cursor: u64,
         reply: ReplyDirectory,
     ) {
-        if handle.io().legacy_listing {
-            return self.list_legacy(caller, handle, cursor, reply);
-        }
-        let call = Call::Getdents { fd: handle.fd, len: dir::CHUNK as u64, opaque: cursor };
-        let this = self.clone_ref();
-        self.shared.call(handle.scheme, caller, call, move |r| match data_of(r) {
-            Ok(records) => fill(reply, dir::parse_getdents(&records)),
-            Err(err) if is_unsupported(err) => {
-                handle.io().legacy_listing = true;
-                this.list_legacy(caller, handle, cursor, reply);
-            }
+        self.entries(caller, handle, cursor, dir::CHUNK, move |entries| match entries {
+            Ok(entries) => fill(reply, entries),
             Err(err) => reply.error(err),
         });
     }
 
-    fn list_legacy(&self, caller: Caller, handle: Arc<Handle>, at: u64, reply: ReplyDirectory) {
+    /// Up to `len` bytes of a daemon directory's records from `cursor`, parsed: getdents
+    /// first, the legacy listing if the daemon has no getdents.
+    pub(crate) fn entries(
+        &self,
+        caller: Caller,
+        handle: Arc<Handle>,
+        cursor: u64,
+        len: usize,
+        done: impl FnOnce(FsResult<Vec<Entry>>) + Send + 'static,
+    ) {
+        if handle.io().legacy_listing {
+            return self.entries_legacy(caller, handle, cursor, done);
+        }
+        let call = Call::Getdents { fd: handle.fd, len: len as u64, opaque: cursor };
+        let this = self.clone_ref();
+        self.shared.call(handle.scheme, caller, call, move |r| match data_of(r) {
+            Ok(records) => done(Ok(dir::parse_getdents(&records))),
+            Err(err) if is_unsupported(err) => {
+                handle.io().legacy_listing = true;
+                this.entries_legacy(caller, handle, cursor, done);
+            }
+            Err(err) => done(Err(err)),
+        });
+    }
+
+    fn entries_legacy(
+        &self,
+        caller: Caller,
+        handle: Arc<Handle>,
+        at: u64,
+        done: impl FnOnce(FsResult<Vec<Entry>>) + Send + 'static,
+    ) {
         let scheme = handle.scheme;
         let seek = Call::Lseek { fd: handle.fd, offset: at as i64, whence: SEEK_SET as u64 };
         self.shared.call(scheme, caller, seek, |_| {});
         let read = Call::Read { fd: handle.fd, len: dir::CHUNK as u64 };
-        self.shared.call(scheme, caller, read, move |r| match data_of(r) {
-            Ok(chunk) => {
+        self.shared.call(scheme, caller, read, move |r| {
+            done(data_of(r).map(|chunk| {
                 let at_eof = chunk.len() < dir::CHUNK;
-                fill(reply, dir::parse_legacy(&chunk, at, at_eof));
-            }
-            Err(err) => reply.error(err),
+                dir::parse_legacy(&chunk, at, at_eof)
+            }))
         });
     }
 

@@ -33,8 +33,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    Errno as LinuxErrno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, OpenFlags, PollEvents, PollFlags, PollNotifier, ReplyAttr,
+    Errno as LinuxErrno, FileAttr, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
+    InitFlags, KernelConfig, LockOwner, OpenFlags, PollEvents, PollFlags, PollNotifier, ReplyAttr,
     ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyPoll,
     ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
@@ -56,11 +56,11 @@ use scheme_protocol::Reply;
 
 /// For what the bridge makes up itself (the namespace root, `.dup`): never cached.
 const TTL: Duration = Duration::ZERO;
-const GENERATION: Generation = Generation(0);
+pub(super) const GENERATION: Generation = Generation(0);
 /// `UTIME_OMIT` in a futimens time: leave this time alone.
 const UTIME_OMIT: i32 = 0x3fff_fffe;
 /// The FUSE handle of a listing the bridge makes up (the namespace root, non-directory roots).
-const SYNTHETIC_FH: u64 = 0;
+pub(super) const SYNTHETIC_FH: u64 = 0;
 
 /// The FUSE filesystem that forwards to scheme daemons.
 #[derive(Debug)]
@@ -113,6 +113,17 @@ impl SchemeFs {
         stat: &Stat,
         reply: ReplyEntry,
     ) {
+        let (attr, kind) = Self::count_lookup(shared, scheme, path, stat);
+        reply.entry_with_ttls(&shared.ttl.attr_for(kind), &shared.ttl.entry, &attr, GENERATION);
+    }
+
+    /// Counts a kernel lookup of `path` (statted as `stat`): its attributes, with its inode.
+    pub(super) fn count_lookup(
+        shared: &Shared,
+        scheme: usize,
+        path: &str,
+        stat: &Stat,
+    ) -> (FileAttr, Kind) {
         let kind = if path.is_empty() { Kind::Dir } else { attr::kind_of(stat) };
         let ino = shared.inodes().lookup(scheme, path, kind, stat.st_ino);
         let attr = if path.is_empty() && kind != attr::kind_of(stat) {
@@ -120,7 +131,7 @@ impl SchemeFs {
         } else {
             attr::from_stat(ino, stat, shared.owner)
         };
-        reply.entry_with_ttls(&shared.ttl.attr_for(kind), &shared.ttl.entry, &attr, GENERATION);
+        (attr, kind)
     }
 
     /// Stats `path` and answers an entry reply.
@@ -202,7 +213,7 @@ impl SchemeFs {
         });
     }
 
-    fn handle(&self, fh: FileHandle) -> FsResult<Arc<Handle>> {
+    pub(super) fn handle(&self, fh: FileHandle) -> FsResult<Arc<Handle>> {
         self.shared.handles.get(fh.0).ok_or(LinuxErrno::EBADF)
     }
 
@@ -291,7 +302,12 @@ fn timespec(time: Option<TimeOrNow>) -> TimeSpec {
 
 impl Filesystem for SchemeFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        let wanted = InitFlags::FUSE_PARALLEL_DIROPS | InitFlags::FUSE_ATOMIC_O_TRUNC;
+        let mut wanted = InitFlags::FUSE_PARALLEL_DIROPS | InitFlags::FUSE_ATOMIC_O_TRUNC;
+        if !self.shared.ttl.entry.is_zero() && !self.shared.ttl.attr.is_zero() {
+            // Attributes that are cached can come with the listing (`ls -l` then makes no
+            // lookups); uncached ones would be asked for again anyway.
+            wanted |= InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO;
+        }
         if let Err(missing) = config.add_capabilities(wanted) {
             log::warn!("kernel lacks {missing:?}");
         }
@@ -751,6 +767,17 @@ impl Filesystem for SchemeFs {
         };
         let cursor = dir::cursor(offset).unwrap_or(0);
         self.list(caller(req), handle, cursor, reply);
+    }
+
+    fn readdirplus(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        reply: fuser::ReplyDirectoryPlus,
+    ) {
+        self.list_plus(caller(req), ino, fh, offset, reply);
     }
 
     fn releasedir(
