@@ -271,6 +271,25 @@ fn ls_l_of_a_cold_directory_of_many_pages_matches_stat_by_name() {
     assert_eq!(out, expected);
 }
 
+/// fstat of an open file whose name was unlinked, or replaced by a rename, describes the open
+/// file (POSIX), also once the kernel's cached attributes have expired and it asks again.
+#[test]
+fn fstat_of_an_open_file_outlives_its_name() {
+    use std::io::Write;
+    let Some(mount) = Mount::start(&["ramfs"]) else { return };
+    let mut unlinked = std::fs::File::create(mount.path("unlinked")).unwrap();
+    unlinked.write_all(b"12345").unwrap();
+    std::fs::remove_file(mount.path("unlinked")).unwrap();
+    let mut replaced = std::fs::File::create(mount.path("replaced")).unwrap();
+    replaced.write_all(b"abc").unwrap();
+    std::fs::write(mount.path("new"), "the replacement").unwrap();
+    std::fs::rename(mount.path("new"), mount.path("replaced")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1_200)); // past the 1 s attribute TTL
+    assert_eq!(unlinked.metadata().expect("fstat after unlink").len(), 5);
+    assert_eq!(replaced.metadata().expect("fstat after rename over").len(), 3);
+    assert_eq!(std::fs::metadata(mount.path("replaced")).unwrap().len(), 15);
+}
+
 #[test]
 fn without_a_limit_a_huge_truncate_is_enospc_not_an_out_of_memory_kill() {
     let Some(mount) = Mount::start(&["ramfs"]) else { return };

@@ -125,23 +125,31 @@ pub fn decode_body(body: &[u8]) -> Result<Frame> {
 pub struct FrameReader<R> {
     inner: R,
     max: usize,
-    body: Vec<u8>,
+    /// Bytes are read into this; it keeps its largest length (up to [`RETAINED_BUFFER`]), so
+    /// a read never zero-fills memory a previous frame already initialised.
+    buffer: Vec<u8>,
+    /// Bytes of `buffer` that belong to the last frame.
+    filled: usize,
 }
 
 impl<R: Read> FrameReader<R> {
     /// Reads frames of at most `max` body bytes (capped at [`MAX_FRAME`]).
     pub fn new(inner: R, max: usize) -> Self {
-        FrameReader { inner, max: max.min(MAX_FRAME), body: Vec::new() }
+        FrameReader { inner, max: max.min(MAX_FRAME), buffer: Vec::new(), filled: 0 }
     }
 
     /// Reads and decodes the next frame. [`Error::Closed`] at a clean end of stream.
     pub fn read_frame(&mut self) -> Result<Frame> {
         self.read_body()?;
-        decode_body(&self.body)
+        decode_body(&self.buffer[..self.filled])
     }
 
     /// Reads the next frame body into an internal buffer and returns it undecoded.
     pub fn read_body(&mut self) -> Result<&[u8]> {
+        self.filled = 0;
+        if self.buffer.len() > RETAINED_BUFFER {
+            self.buffer = Vec::new();
+        }
         let mut prefix = [0u8; LEN_PREFIX];
         match read_full(&mut self.inner, &mut prefix)? {
             0 => return Err(Error::Closed),
@@ -150,21 +158,35 @@ impl<R: Read> FrameReader<R> {
         }
         let len = u32::from_le_bytes(prefix) as usize;
         if len > self.max {
-            self.body.clear();
-            self.body.extend_from_slice(&prefix);
+            self.keep(&prefix);
             return Err(Error::FrameTooLarge { len, max: self.max });
         }
-        if self.body.capacity() > RETAINED_BUFFER {
-            self.body = Vec::new();
+        while self.filled < len {
+            // A peer that announces a large frame and stalls costs at most what it sent (or
+            // RETAINED_BUFFER) up front: the buffer grows as the bytes arrive.
+            let want = len.min(self.filled.max(RETAINED_BUFFER / 4) * 2);
+            if self.buffer.len() < want {
+                self.buffer.resize(want, 0);
+            }
+            let got = read_full(&mut self.inner, &mut self.buffer[self.filled..want])?;
+            self.filled += got;
+            if self.filled < want {
+                return Err(Error::Truncated {
+                    expected: LEN_PREFIX + len,
+                    got: LEN_PREFIX + self.filled,
+                });
+            }
         }
-        self.body.clear();
-        // A peer that announces a large frame and stalls costs at most RETAINED_BUFFER up front.
-        self.body.reserve(len.min(RETAINED_BUFFER));
-        let got = (&mut self.inner).take(len as u64).read_to_end(&mut self.body)?;
-        if got < len {
-            return Err(Error::Truncated { expected: LEN_PREFIX + len, got: LEN_PREFIX + got });
+        Ok(&self.buffer[..self.filled])
+    }
+
+    /// Makes `bytes` the last frame's bytes.
+    fn keep(&mut self, bytes: &[u8]) {
+        if self.buffer.len() < bytes.len() {
+            self.buffer.resize(bytes.len(), 0);
         }
-        Ok(&self.body)
+        self.buffer[..bytes.len()].copy_from_slice(bytes);
+        self.filled = bytes.len();
     }
 
     /// The limit in force.
@@ -184,7 +206,7 @@ impl<R: Read> FrameReader<R> {
 
     /// The bytes of the last body read, or the length prefix of a refused frame.
     pub fn last_bytes(&self) -> &[u8] {
-        &self.body
+        &self.buffer[..self.filled]
     }
 }
 

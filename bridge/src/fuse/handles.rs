@@ -21,6 +21,9 @@ pub(crate) struct Handle {
     pub(crate) stream: bool,
     /// Opened with O_APPEND: the daemon places writes, never seek.
     pub(crate) append: bool,
+    /// The kernel node it was opened through (0: none), whose attributes an fstat of this
+    /// handle gives.
+    pub(crate) ino: u64,
     io: Mutex<Io>,
     /// This file's place in its opener's quota, given back when the handle goes.
     _slot: HandleSlot,
@@ -48,7 +51,12 @@ impl Handle {
     ) -> Handle {
         let append = flags & syscall::flag::O_APPEND != 0;
         let io = Io { pos: Some(0), flags, ..Io::default() };
-        Handle { scheme, fd, stream, append, io: Mutex::new(io), _slot: slot }
+        Handle { scheme, fd, stream, append, ino: 0, io: Mutex::new(io), _slot: slot }
+    }
+
+    /// The same handle, opened through kernel node `ino`.
+    pub(crate) fn of_node(self, ino: u64) -> Handle {
+        Handle { ino, ..self }
     }
 
     pub(crate) fn io(&self) -> MutexGuard<'_, Io> {
@@ -61,6 +69,7 @@ impl Handle {
 pub(crate) struct Handles {
     open: RwLock<HashMap<u64, Arc<Handle>>>,
     by_daemon_fd: Mutex<HashMap<(usize, Fd), HashSet<u64>>>,
+    by_node: Mutex<HashMap<u64, HashSet<u64>>>,
     next: AtomicU64,
 }
 
@@ -68,8 +77,12 @@ impl Handles {
     pub(crate) fn insert(&self, handle: Handle) -> u64 {
         let fh = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let key = (handle.scheme, handle.fd);
+        let ino = handle.ino;
         self.open.write().unwrap_or_else(PoisonError::into_inner).insert(fh, Arc::new(handle));
         self.index().entry(key).or_default().insert(fh);
+        if ino != 0 {
+            self.nodes().entry(ino).or_default().insert(fh);
+        }
         fh
     }
 
@@ -80,14 +93,15 @@ impl Handles {
     pub(crate) fn remove(&self, fh: u64) -> Option<Arc<Handle>> {
         let handle = self.open.write().unwrap_or_else(PoisonError::into_inner).remove(&fh)?;
         let key = (handle.scheme, handle.fd);
-        let mut index = self.index();
-        if let Some(set) = index.get_mut(&key) {
-            set.remove(&fh);
-            if set.is_empty() {
-                index.remove(&key);
-            }
-        }
+        forget_in(&mut self.index(), &key, fh);
+        forget_in(&mut self.nodes(), &handle.ino, fh);
         Some(handle)
+    }
+
+    /// Some open handle of kernel node `ino`, if any.
+    pub(crate) fn any_of_node(&self, ino: u64) -> Option<Arc<Handle>> {
+        let fh = self.nodes().get(&ino).and_then(|fhs| fhs.iter().next().copied())?;
+        self.get(fh)
     }
 
     /// The FUSE handles that use daemon handle `fd` of `scheme`.
@@ -99,5 +113,19 @@ impl Handles {
 
     fn index(&self) -> MutexGuard<'_, HashMap<(usize, Fd), HashSet<u64>>> {
         self.by_daemon_fd.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn nodes(&self) -> MutexGuard<'_, HashMap<u64, HashSet<u64>>> {
+        self.by_node.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Removes `fh` from `key`'s set, and the set once empty.
+fn forget_in<K: std::hash::Hash + Eq>(index: &mut HashMap<K, HashSet<u64>>, key: &K, fh: u64) {
+    if let Some(set) = index.get_mut(key) {
+        set.remove(&fh);
+        if set.is_empty() {
+            index.remove(key);
+        }
     }
 }

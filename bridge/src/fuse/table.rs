@@ -195,7 +195,7 @@ impl SchemeFs {
             };
             let register = move |shared: &Shared, reply: ReplyOpen| {
                 let handle = Handle::new((node.scheme, fd), stream, redox_flags, slot);
-                let fh = shared.handles.insert(handle);
+                let fh = shared.handles.insert(handle.of_node(ino.0));
                 reply.opened(FileHandle(fh), open_flags(stream));
             };
             if shared.inodes().epoch() == epoch {
@@ -344,10 +344,18 @@ impl Filesystem for SchemeFs {
         let Err(reply) = self.getattr_special(&node, ino.0, reply) else { return };
         let shared = Arc::clone(&self.shared);
         let done = move |stat| Self::reply_attr(&shared, ino.0, stat, reply);
-        match fh.and_then(|fh| self.shared.handles.get(fh.0)) {
-            Some(handle) => self.shared.fstat(handle.scheme, caller(req), handle.fd, done),
-            None => self.shared.stat_path_stable(node.scheme, caller(req), node.path, done),
-        }
+        let handle = fh.and_then(|fh| self.shared.handles.get(fh.0));
+        // A file open through this node answers with one fstat instead of a stat by path
+        // (open, fstat, close), and for the file the node is even if its name was replaced.
+        let Some(handle) = handle.or_else(|| self.shared.handles.any_of_node(ino.0)) else {
+            return self.shared.stat_path_stable(node.scheme, caller(req), node.path, done);
+        };
+        let (shared, caller) = (Arc::clone(&self.shared), caller(req));
+        self.shared.fstat(handle.scheme, caller, handle.fd, move |stat| match stat {
+            Ok(stat) => done(Ok(stat)),
+            // Released meanwhile, or a handle the daemon cannot fstat: ask by path after all.
+            Err(_) => shared.stat_path_stable(node.scheme, caller, node.path, done),
+        });
     }
 
     fn setattr(
@@ -841,7 +849,7 @@ impl Filesystem for SchemeFs {
                     let ino = inner.inodes().lookup(scheme, &path, kind, stat.st_ino);
                     let stream = kind == Kind::Stream;
                     let handle = Handle::new((scheme, fd), stream, redox_flags & !0xFFFF, slot);
-                    let fh = inner.handles.insert(handle);
+                    let fh = inner.handles.insert(handle.of_node(ino));
                     let attr = attr::from_stat(ino, &stat, inner.owner);
                     let ttl = inner.ttl.attr_for(kind).min(inner.ttl.entry);
                     reply.created(&ttl, &attr, GENERATION, FileHandle(fh), open_flags(stream));
