@@ -63,7 +63,7 @@ mount_with 0
 off_pid=${pids[-1]}
 mount_with "$WINDOW"
 on_pid=${pids[-1]}
-echo "placement: ${PIN}; busy_poll=0 vs busy_poll=$WINDOW; $REPS runs; $(nproc) CPUs"
+echo "$(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'): placement ${PIN}; busy_poll=0 vs busy_poll=$WINDOW; $REPS runs; $(nproc) CPUs"
 printf '| %-28s | %-20s | %-20s | %-8s |\n' "workload, per operation" "busy_poll=0" "busy_poll=$WINDOW" "ratio"
 printf '|%s|%s|%s|%s|\n' "------------------------------" "----------------------" "----------------------" "----------"
 for workload in pread meta; do
