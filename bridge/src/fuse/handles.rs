@@ -98,10 +98,12 @@ impl Handles {
         Some(handle)
     }
 
-    /// Some open handle of kernel node `ino`, if any.
-    pub(crate) fn any_of_node(&self, ino: u64) -> Option<Arc<Handle>> {
-        let fh = self.nodes().get(&ino).and_then(|fhs| fhs.iter().next().copied())?;
-        self.get(fh)
+    /// Some open handle of kernel node `ino` that is the node's file itself, if any. A stream
+    /// handle is not: opening a stream scheme's name makes a new object (a chan connection),
+    /// whose stat is not the name's.
+    pub(crate) fn any_file_of_node(&self, ino: u64) -> Option<Arc<Handle>> {
+        let fhs: Vec<u64> = self.nodes().get(&ino).into_iter().flatten().copied().collect();
+        fhs.into_iter().filter_map(|fh| self.get(fh)).find(|handle| !handle.stream)
     }
 
     /// The FUSE handles that use daemon handle `fd` of `scheme`.
@@ -127,5 +129,31 @@ fn forget_in<K: std::hash::Hash + Eq>(index: &mut HashMap<K, HashSet<u64>>, key:
         if set.is_empty() {
             index.remove(key);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::limits::{Counters, MountLimits};
+    use super::*;
+
+    #[test]
+    fn a_node_is_answered_for_by_its_open_files_but_not_by_its_streams() {
+        let counters = Counters::new(MountLimits::default());
+        let handle = |fd: u64, stream: bool| {
+            Handle::new((0, Fd(fd)), stream, 0, counters.handle(0).unwrap()).of_node(7)
+        };
+        let handles = Handles::default();
+        let stream = handles.insert(handle(1, true));
+        assert!(handles.any_file_of_node(7).is_none(), "a stream is not the node's file");
+        let file = handles.insert(handle(2, false));
+        let other = handles.insert(Handle::new((0, Fd(3)), false, 0, counters.handle(0).unwrap()));
+        assert_eq!(handles.any_file_of_node(7).unwrap().fd, Fd(2));
+        assert!(handles.any_file_of_node(0).is_none(), "handles of no node are not indexed");
+        handles.remove(file);
+        assert!(handles.any_file_of_node(7).is_none());
+        handles.remove(stream);
+        handles.remove(other);
+        assert!(handles.nodes().is_empty() && handles.index().is_empty(), "indexes emptied");
     }
 }

@@ -347,7 +347,7 @@ impl Filesystem for SchemeFs {
         let handle = fh.and_then(|fh| self.shared.handles.get(fh.0));
         // A file open through this node answers with one fstat instead of a stat by path
         // (open, fstat, close), and for the file the node is even if its name was replaced.
-        let Some(handle) = handle.or_else(|| self.shared.handles.any_of_node(ino.0)) else {
+        let Some(handle) = handle.or_else(|| self.shared.handles.any_file_of_node(ino.0)) else {
             return self.shared.stat_path_stable(node.scheme, caller(req), node.path, done);
         };
         let (shared, caller) = (Arc::clone(&self.shared), caller(req));
