@@ -3,7 +3,7 @@
 //! directly, no wire, no pipe, no other thread), for comparing and for users who want it.
 
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crossbeam_channel::Receiver;
 use scheme_protocol::{Call, Caller, Reply, Tag, MAX_FRAME, MAX_OVERHEAD};
@@ -29,11 +29,18 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn shutdown(&self);
     /// The scheme's name.
     fn scheme(&self) -> &str;
+    /// Slots of a payload region shared with the scheme, for large reads and writes.
+    fn payload_slots(&self) -> Option<Arc<crate::region::Slots>> {
+        None
+    }
 }
 
 impl Backend for Client {
     fn submit(&self, caller: Caller, call: Call, done: Completion) -> Tag {
         Client::submit(self, caller, call, done)
+    }
+    fn payload_slots(&self) -> Option<Arc<crate::region::Slots>> {
+        Client::payload_slots(self)
     }
     fn cancel(&self, tag: Tag) {
         Client::cancel(self, tag);
@@ -76,7 +83,8 @@ impl<S: SchemeMut + Getdents + Send> InProcess<S> {
     fn answer(&self, id: u64, caller: Caller, call: Call) -> CallResult<Reply> {
         let name = call.name();
         let (mut packet, mut buffers) =
-            packet::from_call(id, caller, call, MAX_FRAME - MAX_OVERHEAD);
+            packet::from_call(id, caller, call, MAX_FRAME - MAX_OVERHEAD, None)
+                .map_err(CallError::Errno)?;
         let mut scheme = self.scheme.lock().unwrap_or_else(PoisonError::into_inner);
         if packet.a == SYS_GETDENTS {
             let opaque = u64::from(packet.uid) | (u64::from(packet.gid) << 32);

@@ -16,6 +16,7 @@ pub mod fuse;
 mod locate;
 mod packet;
 pub mod redox;
+pub mod region;
 pub mod serve;
 mod socket;
 pub mod trace;

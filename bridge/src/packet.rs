@@ -3,10 +3,14 @@
 //! the kernel maps caller memory; results are checked against those buffers before anything is
 //! copied out, so a daemon that claims more bytes than it was given gets EIO.
 
+use std::sync::Arc;
+
 use log::{error, warn};
 use scheme_protocol::{Call, Caller, Errno, Reply, Response, Stat, StatVfs};
 use syscall::data::Packet;
 use syscall::number::*;
+
+use crate::region::Region;
 
 /// The memory a packet points into. Kept until the daemon replies.
 #[derive(Debug)]
@@ -21,16 +25,20 @@ pub(crate) enum Buffers {
     StatVfs(Vec<syscall::data::StatVfs>),
     /// Only held: the daemon reads the times through the packet's pointer.
     Times(#[allow(dead_code)] Vec<syscall::data::TimeSpec>),
+    /// `len` bytes of the payload region (held mapped while the packet is out).
+    Region(#[allow(dead_code)] Arc<Region>, usize),
 }
 
 /// Builds the packet for `call`. Out-buffers are capped at `max_payload` bytes so the reply
-/// fits in one frame (a short read is always allowed).
+/// fits in one frame (a short read is always allowed). Region calls need `region` and a range
+/// inside it (`EINVAL` otherwise).
 pub(crate) fn from_call(
     id: u64,
     caller: Caller,
     call: Call,
     max_payload: usize,
-) -> (Packet, Buffers) {
+    region: Option<&Arc<Region>>,
+) -> Result<(Packet, Buffers), Errno> {
     let mut p = Packet {
         id,
         pid: caller.pid as usize,
@@ -68,12 +76,12 @@ pub(crate) fn from_call(
         Call::Fstat { fd } => {
             let mut stat = vec![syscall::data::Stat::default()];
             set(&mut p, SYS_FSTAT, fd.0, stat.as_mut_ptr() as usize, size_of_val(&stat[0]));
-            return (p, Buffers::Stat(stat));
+            return Ok((p, Buffers::Stat(stat)));
         }
         Call::Fstatvfs { fd } => {
             let mut stat = vec![syscall::data::StatVfs::default()];
             set(&mut p, SYS_FSTATVFS, fd.0, stat.as_mut_ptr() as usize, size_of_val(&stat[0]));
-            return (p, Buffers::StatVfs(stat));
+            return Ok((p, Buffers::StatVfs(stat)));
         }
         Call::Fsync { fd } => set(&mut p, SYS_FSYNC, fd.0, 0, 0),
         Call::Ftruncate { fd, len } => set(&mut p, SYS_FTRUNCATE, fd.0, len as usize, 0),
@@ -84,7 +92,7 @@ pub(crate) fn from_call(
                 .collect();
             let bytes = size_of_val(times.as_slice());
             set(&mut p, SYS_FUTIMENS, fd.0, times.as_ptr() as usize, bytes);
-            return (p, Buffers::Times(times));
+            return Ok((p, Buffers::Times(times)));
         }
         Call::Close { fd } => set(&mut p, SYS_CLOSE, fd.0, 0, 0),
         Call::Getdents { fd, len, opaque } => {
@@ -93,8 +101,34 @@ pub(crate) fn from_call(
             p.gid = (opaque >> 32) as u32;
             handle_output(&mut p, SYS_GETDENTS, fd.0, len, max_payload)
         }
+        Call::ReadRegion { fd, len, at } => in_region(&mut p, SYS_READ, fd.0, region, at, len)?,
+        Call::WriteRegion { fd, len, at } => in_region(&mut p, SYS_WRITE, fd.0, region, at, len)?,
     };
-    (p, buffers)
+    Ok((p, buffers))
+}
+
+/// A read or write whose buffer is `len` bytes of the payload region at `at`.
+fn in_region(
+    p: &mut Packet,
+    a: usize,
+    fd: u64,
+    region: Option<&Arc<Region>>,
+    at: u64,
+    len: u64,
+) -> Result<Buffers, Errno> {
+    let Some(region) = region else {
+        warn!("region call without a payload region; EINVAL");
+        return Err(Errno::EINVAL);
+    };
+    let Some(addr) = region.address(at, len) else {
+        warn!(
+            "region call for {len} bytes at {at}, outside the {}-byte region; EINVAL",
+            region.len()
+        );
+        return Err(Errno::EINVAL);
+    };
+    set(p, a, fd, addr, len as usize);
+    Ok(Buffers::Region(Arc::clone(region), len as usize))
 }
 
 /// For fuzzing (`fuzz/`): `call` becomes the packet [`SchemeSocket`](crate::SchemeSocket)
@@ -108,7 +142,7 @@ pub fn translate_offline(
     daemon: impl FnOnce(&mut Packet, &mut [u8]),
 ) -> Response {
     let name = call.name();
-    let (mut packet, mut buffers) = from_call(1, caller, call, max_payload);
+    let (mut packet, mut buffers) = from_call(1, caller, call, max_payload, None)?;
     let buf: &mut [u8] = match &mut buffers {
         Buffers::In(buf) | Buffers::Out(buf) => buf,
         _ => &mut [],
@@ -185,6 +219,7 @@ pub(crate) fn response(call: &'static str, packet: &Packet, buffers: Buffers) ->
             Ok(Reply::Data(buf.into()))
         }
         Buffers::In(data) if call == "write" && value > data.len() => too_large(data.len()),
+        Buffers::Region(_, len) if value > len => too_large(len),
         Buffers::Stat(stat) => Ok(Reply::Stat(stat_to_wire(&stat[0]))),
         Buffers::StatVfs(stat) => Ok(Reply::StatVfs(statvfs_to_wire(&stat[0]))),
         _ => Ok(Reply::Value(value as u64)),

@@ -15,11 +15,12 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use log::{debug, error, warn};
 use scheme_protocol::{
     handshake, hello, Call, Errno, Fd, Frame, FrameReader, FrameWriter, Reply, Response, Tag,
-    MAX_FRAME, MAX_OVERHEAD,
+    FEATURE_REGION, MAX_FRAME, MAX_OVERHEAD,
 };
 use syscall::data::Packet;
 
 use crate::packet::{self, Buffers};
+use crate::region::Region;
 
 /// Calls queued for or held by the daemon at once; a caller that sends more (ours stops at
 /// 16384) gets `EAGAIN` for the excess, so the queue stays bounded.
@@ -112,6 +113,8 @@ struct Shared {
     wake: Sender<Inbound>,
     wake_pending: AtomicBool,
     max_payload: usize,
+    /// The payload region the caller side handed us, once both hellos agreed on it.
+    region: Option<Arc<Region>>,
 }
 
 /// The daemon's end of the bridge: read packets from it, write replies and events to it.
@@ -140,7 +143,8 @@ impl SchemeSocket {
         let wire_out = File::from(rustix::io::dup(io::stdout())?);
         rustix::stdio::dup2_stdout(io::stderr())?;
         let wire_in = crate::busy_poll::BusyPoll::new(File::from(rustix::io::dup(io::stdin())?));
-        Self::new(wire_in, wire_out, scheme).map_err(io::Error::other)
+        Self::handshaken(wire_in, wire_out, scheme, crate::region::from_env())
+            .map_err(io::Error::other)
     }
 
     /// Handshakes over `reader`/`writer` (the caller side must handshake too) and starts the
@@ -150,11 +154,26 @@ impl SchemeSocket {
         writer: impl Write + Send + 'static,
         scheme: &str,
     ) -> scheme_protocol::Result<SchemeSocket> {
+        Self::handshaken(reader, writer, scheme, None)
+    }
+
+    /// Like [`SchemeSocket::new`], also offering the payload `region` if there is one.
+    fn handshaken(
+        reader: impl Read + Send + 'static,
+        writer: impl Write + Send + 'static,
+        scheme: &str,
+        region: Option<Region>,
+    ) -> scheme_protocol::Result<SchemeSocket> {
         let buffered: Box<dyn Read + Send> =
             Box::new(BufReader::with_capacity(READ_BUFFER, reader));
         let mut frames_in = FrameReader::new(buffered, MAX_FRAME);
         let mut frames_out: Writer = FrameWriter::new(Box::new(writer), MAX_FRAME);
-        let peer = handshake(&mut frames_in, &mut frames_out, &hello(scheme, MAX_FRAME))?;
+        let mut ours = hello(scheme, MAX_FRAME);
+        if region.is_some() {
+            ours.features |= FEATURE_REGION;
+        }
+        let peer = handshake(&mut frames_in, &mut frames_out, &ours)?;
+        let region = region.filter(|_| peer.features & FEATURE_REGION != 0).map(Arc::new);
         let (tx, rx) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared {
             state: Mutex::new(State { next_id: 1, ..State::default() }),
@@ -162,6 +181,7 @@ impl SchemeSocket {
             wake: tx.clone(),
             wake_pending: AtomicBool::new(false),
             max_payload: peer.max_frame.saturating_sub(MAX_OVERHEAD),
+            region,
         });
         Ok(SchemeSocket {
             shared,
@@ -406,7 +426,17 @@ impl Shared {
                     return None; // cancelled before the daemon saw it
                 }
                 let name = call.name();
-                let (packet, buffers) = packet::from_call(id, caller, call, self.max_payload);
+                let built =
+                    packet::from_call(id, caller, call, self.max_payload, self.region.as_ref());
+                let (packet, buffers) = match built {
+                    Ok(built) => built,
+                    Err(errno) => {
+                        state.tags.remove(&tag);
+                        drop(state);
+                        self.send(&[Frame::Reply { tag, response: Err(errno) }]);
+                        return None;
+                    }
+                };
                 let size = out_size(&buffers);
                 if state.buffered + size > MAX_BUFFERED {
                     state.tags.remove(&tag);

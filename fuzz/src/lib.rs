@@ -52,6 +52,7 @@ pub fn frame(u: &mut Unstructured<'_>) -> Result<Frame> {
             version: if u.ratio(7, 8)? { VERSION } else { u.arbitrary()? },
             scheme: u.arbitrary()?,
             max_frame: u.int_in_range(0..=MAX_FRAME as u32 + 1)?,
+            features: u.arbitrary()?,
         }),
         1 => Frame::Call { tag: Tag(u.arbitrary()?), caller: caller(u)?, call: call(u)? },
         2 => Frame::Cancel { tag: Tag(u.arbitrary()?) },
@@ -65,10 +66,10 @@ pub fn caller(u: &mut Unstructured<'_>) -> Result<Caller> {
     Ok(Caller { pid: u.arbitrary()?, uid: u.arbitrary()?, gid: u.arbitrary()? })
 }
 
-/// Any call (all 21 variants).
+/// Any call (all 23 variants).
 pub fn call(u: &mut Unstructured<'_>) -> Result<Call> {
     let fd = Fd(u.arbitrary()?);
-    Ok(match u.int_in_range(0..=20u8)? {
+    Ok(match u.int_in_range(0..=22u8)? {
         0 => Call::Open { path: u.arbitrary()?, flags: u.arbitrary()? },
         1 => Call::Rmdir { path: u.arbitrary()? },
         2 => Call::Unlink { path: u.arbitrary()? },
@@ -93,7 +94,9 @@ pub fn call(u: &mut Unstructured<'_>) -> Result<Call> {
             Call::Futimens { fd, times: times.collect::<Result<_>>()? }
         }
         19 => Call::Close { fd },
-        _ => Call::Getdents { fd, len: u.arbitrary()?, opaque: u.arbitrary()? },
+        20 => Call::Getdents { fd, len: u.arbitrary()?, opaque: u.arbitrary()? },
+        21 => Call::ReadRegion { fd, len: u.arbitrary()?, at: u.arbitrary()? },
+        _ => Call::WriteRegion { fd, len: u.arbitrary()?, at: u.arbitrary()? },
     })
 }
 

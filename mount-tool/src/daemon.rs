@@ -25,6 +25,9 @@ pub(crate) fn start_builtin(name: &str, options: DaemonOptions) -> Result<Client
     if let Some(bytes) = options.max_bytes {
         command.arg("--max-bytes").arg(bytes.to_string());
     }
+    if options.no_region {
+        command.env(scheme_bridge::region::ENV_ENABLE, "0");
+    }
     connect(command, name).with_context(|| format!("daemon for {name:?} failed to start"))
 }
 

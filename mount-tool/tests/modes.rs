@@ -54,7 +54,11 @@ fn debug_traces_every_call_and_prints_a_summary_at_exit() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("open \"x\""), "{stderr}");
     assert!(stderr.contains("read fd=0 len="), "{stderr}");
-    assert!(stderr.contains("write fd=0 len=1048576"), "1 MiB writes arrive whole: {stderr}");
+    assert!(
+        stderr.contains("write fd=0 len=1048576")
+            || stderr.contains("write_region fd=0 len=1048576"),
+        "1 MiB writes arrive whole: {stderr}"
+    );
     let summary = stderr.lines().skip_while(|l| !l.starts_with("call ")).collect::<Vec<_>>();
     assert!(summary.iter().any(|l| l.starts_with("read ")), "{stderr}");
     assert!(summary[0].contains("median"), "{stderr}");
@@ -145,4 +149,46 @@ fn daemon_of(parent: u32) -> u32 {
             comm.trim() != "fusermount3"
         })
         .expect("schememount has a daemon child")
+}
+
+/// Large reads and writes go through the payload region shared with the daemon, and with
+/// `SCHEME_BRIDGE_REGION=0` through the pipe; the bytes are the same either way.
+#[test]
+fn large_io_goes_through_the_payload_region_unless_it_is_turned_off() {
+    if !fuse_usable() {
+        return;
+    }
+    for region in ["1", "0"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(SCHEMEMOUNT)
+            .args(["-d", "ramfs"])
+            .arg(dir.path())
+            .env("SCHEMEMOUNT_STATUS_PIPE", "1")
+            .env("SCHEME_BRIDGE_REGION", region)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = [0u8; 6];
+        child.stdout.take().unwrap().read_exact(&mut ready).unwrap();
+        let script = format!(
+            "set -e; head -c 3000000 /dev/urandom > {d}.src; cp {d}.src {d}/f; \
+             dd if={d}/f of={d}.direct bs=1M iflag=direct status=none; \
+             dd if={d}.src of={d}/g bs=1M oflag=direct status=none; \
+             cmp {d}.src {d}/f && cmp {d}.src {d}.direct && cmp {d}.src {d}/g && echo same; \
+             rm -f {d}.src {d}.direct",
+            d = dir.path().display()
+        );
+        let (status, out) = sh(&script);
+        util::kill(child.id(), Signal::TERM);
+        let done = child.wait_with_output().unwrap();
+        assert!(status.success() && out.contains("same"), "region={region}: {out}");
+        let trace = String::from_utf8_lossy(&done.stderr);
+        let through_region =
+            trace.contains("write_region fd=") && trace.contains("read_region fd=");
+        assert_eq!(through_region, region == "1", "region={region}: {trace}");
+        if region == "0" {
+            assert!(trace.contains("write fd=") && !trace.contains("_region"), "{trace}");
+        }
+    }
 }

@@ -22,6 +22,8 @@ pub struct Peer {
     pub scheme: String,
     /// The largest frame body the peer accepts (already capped at [`MAX_FRAME`]).
     pub max_frame: usize,
+    /// The `FEATURE_*` bits both hellos have.
+    pub features: u64,
 }
 
 /// Our hello for `scheme`, accepting bodies of up to `max_frame` bytes (clamped to
@@ -32,6 +34,7 @@ pub fn hello(scheme: &str, max_frame: usize) -> Hello {
         version: VERSION,
         scheme: scheme.to_owned(),
         max_frame: max_frame.clamp(MIN_FRAME, MAX_FRAME) as u32,
+        features: 0,
     }
 }
 
@@ -55,7 +58,7 @@ pub fn handshake<R: Read, W: Write>(
         return Err(Error::FrameLimitTooSmall { theirs: max_frame, min: MIN_FRAME });
     }
     writer.set_max(max_frame);
-    Ok(Peer { scheme: theirs.scheme, max_frame })
+    Ok(Peer { scheme: theirs.scheme, max_frame, features: ours.features & theirs.features })
 }
 
 /// Reads the first frame and insists that it is a hello of our version.
@@ -116,21 +119,32 @@ mod tests {
     #[test]
     fn agrees_on_the_smaller_frame_limit_and_learns_the_scheme() {
         let peer = against(&bytes_of(hello("chan", 4096)), &hello("", MAX_FRAME)).unwrap();
-        assert_eq!(peer, Peer { scheme: "chan".into(), max_frame: 4096 });
+        assert_eq!(peer, Peer { scheme: "chan".into(), max_frame: 4096, features: 0 });
+    }
+
+    #[test]
+    fn a_feature_is_agreed_only_when_both_hellos_have_it() {
+        let region = Hello { features: crate::FEATURE_REGION, ..hello("chan", 4096) };
+        let both = against(&bytes_of(region.clone()), &region).unwrap();
+        assert_eq!(both.features, crate::FEATURE_REGION);
+        let only_theirs = against(&bytes_of(region.clone()), &hello("", MAX_FRAME)).unwrap();
+        assert_eq!(only_theirs.features, 0);
+        let only_ours = against(&bytes_of(hello("chan", 4096)), &region).unwrap();
+        assert_eq!(only_ours.features, 0);
     }
 
     #[test]
     fn another_version_is_refused_with_both_versions_named() {
         // A future hello may have other fields after the version; only the prefix is read.
-        let mut future = bytes_of(Hello { version: 2, ..hello("chan", 4096) });
+        let mut future = bytes_of(Hello { version: 3, ..hello("chan", 4096) });
         future.extend_from_slice(&[0xee; 9]);
         let len = (future.len() - 4) as u32;
         future[..4].copy_from_slice(&len.to_le_bytes());
         let err = against(&future, &hello("chan", MAX_FRAME)).unwrap_err();
-        assert!(matches!(err, Error::Version { ours: 1, theirs: 2 }), "{err:?}");
+        assert!(matches!(err, Error::Version { ours: 2, theirs: 3 }), "{err:?}");
         assert_eq!(
             err.to_string(),
-            "protocol version mismatch: we speak version 1, the peer speaks version 2"
+            "protocol version mismatch: we speak version 2, the peer speaks version 3"
         );
     }
 

@@ -13,7 +13,11 @@ use crate::bytes::Bytes;
 pub const MAGIC: [u8; 8] = *b"RDXSCHM\0";
 
 /// The protocol version this crate speaks. Peers with a different version are refused.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
+
+/// [`Hello::features`] bit: the sender can use a payload region (PROTOCOL.md, "Payload
+/// region"). A caller sets it when it handed the daemon a region; a daemon when it mapped one.
+pub const FEATURE_REGION: u64 = 1;
 
 /// A request tag chosen by the caller side; the reply carries the same tag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -125,6 +129,8 @@ pub struct Hello {
     pub scheme: String,
     /// The largest frame body, in bytes, the sender accepts.
     pub max_frame: u32,
+    /// `FEATURE_*` bits; a feature is used only when both hellos have its bit.
+    pub features: u64,
 }
 
 /// One scheme call: every call redox_syscall 0.5.18's `SchemeBlockMut::handle` dispatches, plus
@@ -177,6 +183,12 @@ pub enum Call {
     /// `SYS_GETDENTS`: up to `len` bytes of redox_syscall 0.5 dirent records starting at the
     /// opaque cursor `opaque` (0 = start). Answered with [`Reply::Data`]; empty = end.
     Getdents { fd: Fd, len: u64, opaque: u64 },
+    /// `SYS_READ` of up to `len` bytes into the payload region at byte `at`, instead of into the
+    /// reply. Answered with `Value(bytes read)`. Only with [`FEATURE_REGION`] negotiated.
+    ReadRegion { fd: Fd, len: u64, at: u64 },
+    /// `SYS_WRITE` of the `len` bytes at byte `at` of the payload region. Answered with
+    /// `Value(bytes written)`. Only with [`FEATURE_REGION`] negotiated.
+    WriteRegion { fd: Fd, len: u64, at: u64 },
 }
 
 /// A successful answer to a [`Call`].
@@ -249,6 +261,8 @@ impl Call {
             Call::Futimens { .. } => "futimens",
             Call::Close { .. } => "close",
             Call::Getdents { .. } => "getdents",
+            Call::ReadRegion { .. } => "read_region",
+            Call::WriteRegion { .. } => "write_region",
         }
     }
 
@@ -273,7 +287,9 @@ impl Call {
             | Call::Ftruncate { fd, .. }
             | Call::Futimens { fd, .. }
             | Call::Close { fd }
-            | Call::Getdents { fd, .. } => Some(*fd),
+            | Call::Getdents { fd, .. }
+            | Call::ReadRegion { fd, .. }
+            | Call::WriteRegion { fd, .. } => Some(*fd),
         }
     }
 
@@ -309,6 +325,9 @@ impl fmt::Display for Call {
             Call::Futimens { fd, times } => write!(f, "{name} fd={} {times:?}", fd.0),
             Call::Getdents { fd, len, opaque } => {
                 write!(f, "{name} fd={} len={len} opaque={opaque}", fd.0)
+            }
+            Call::ReadRegion { fd, len, at } | Call::WriteRegion { fd, len, at } => {
+                write!(f, "{name} fd={} len={len} at={at}", fd.0)
             }
             Call::Fstat { fd }
             | Call::Fstatvfs { fd }

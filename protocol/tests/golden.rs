@@ -23,7 +23,13 @@ const CALLER: Caller = Caller { pid: 42, uid: 1000, gid: 1000 };
 fn expected() -> Vec<(&'static str, Frame)> {
     vec![
         ("hello-daemon", Frame::Hello(hello("chan", MAX_FRAME))),
-        ("hello-caller", Frame::Hello(hello("", 65536))),
+        (
+            "hello-caller",
+            Frame::Hello(scheme_protocol::Hello {
+                features: scheme_protocol::FEATURE_REGION,
+                ..hello("", 65536)
+            }),
+        ),
         (
             "call-open",
             Frame::Call {
@@ -46,6 +52,14 @@ fn expected() -> Vec<(&'static str, Frame)> {
         (
             "call-read",
             Frame::Call { tag: Tag(3), caller: CALLER, call: Call::Read { fd: Fd(3), len: 4096 } },
+        ),
+        (
+            "call-read-region",
+            Frame::Call {
+                tag: Tag(4),
+                caller: CALLER,
+                call: Call::ReadRegion { fd: Fd(3), len: 1 << 20, at: 2 << 20 },
+            },
         ),
         (
             "call-dup",

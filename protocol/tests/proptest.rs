@@ -178,6 +178,16 @@ fn arb_call() -> impl Strategy<Value = Call> {
             len,
             opaque
         }),
+        (arb_fd(), any::<u64>(), any::<u64>()).prop_map(|(fd, len, at)| Call::ReadRegion {
+            fd,
+            len,
+            at
+        }),
+        (arb_fd(), any::<u64>(), any::<u64>()).prop_map(|(fd, len, at)| Call::WriteRegion {
+            fd,
+            len,
+            at
+        }),
     ]
 }
 
@@ -204,12 +214,14 @@ fn arb_hello() -> impl Strategy<Value = Hello> {
         prop_oneof![Just(VERSION), any::<u32>()],
         arb_string(),
         any::<u32>(),
+        any::<u64>(),
     )
-        .prop_map(|(magic, version, scheme, max_frame)| Hello {
+        .prop_map(|(magic, version, scheme, max_frame, features)| Hello {
             magic,
             version,
             scheme,
             max_frame,
+            features,
         })
 }
 

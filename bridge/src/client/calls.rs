@@ -47,6 +47,8 @@ fn may_block(call: &Call) -> bool {
             | Call::Dup { .. }
             | Call::Read { .. }
             | Call::Write { .. }
+            | Call::ReadRegion { .. }
+            | Call::WriteRegion { .. }
             | Call::Fsync { .. }
     )
 }
@@ -56,7 +58,7 @@ fn may_block(call: &Call) -> bool {
 enum Bound {
     /// Data of at most this many bytes (read, fpath, getdents).
     Data(u64),
-    /// A count of at most this many bytes (write).
+    /// A count of at most this many bytes (write, and reads and writes in the region).
     Count(u64),
     Any,
 }
@@ -68,6 +70,7 @@ impl Bound {
                 Bound::Data(*len)
             }
             Call::Write { data, .. } => Bound::Count(data.len() as u64),
+            Call::ReadRegion { len, .. } | Call::WriteRegion { len, .. } => Bound::Count(*len),
             _ => Bound::Any,
         }
     }

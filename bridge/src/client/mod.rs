@@ -21,12 +21,13 @@ pub use calls::{Completion, Limits};
 use events::Events;
 use wire::{SharedWire, Wake, WireIn};
 
+use crate::region::{self, Slots};
 use crate::trace::Trace;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{debug, error, warn};
 use scheme_protocol::{
     handshake, hello, Bytes, Call, Caller, Errno, Fd, Frame, FrameReader, FrameWriter, Peer, Reply,
-    Stat, StatVfs, Tag, TimeSpec, MAX_FRAME, MAX_OVERHEAD,
+    Stat, StatVfs, Tag, TimeSpec, FEATURE_REGION, MAX_FRAME, MAX_OVERHEAD,
 };
 
 /// The capacity asked for the pipes to a spawned daemon: one 1 MiB payload plus its header.
@@ -101,6 +102,8 @@ struct Inner {
     peer: Peer,
     child: Mutex<Option<Child>>,
     reader: Mutex<Option<JoinHandle<()>>>,
+    /// The payload region, if the daemon mapped the one offered.
+    region: Option<Arc<Slots>>,
 }
 
 /// A connection to one scheme daemon. Cloning is cheap; clones share the connection and may
@@ -133,6 +136,7 @@ impl Client {
     /// expecting it to serve `scheme` ("" accepts any). The daemon is reaped when the last
     /// clone of the client is dropped.
     pub fn spawn(mut command: Command, scheme: &str) -> scheme_protocol::Result<Client> {
+        let offer = region::offer(&mut command);
         let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             unreachable!("both were requested as pipes");
@@ -146,7 +150,7 @@ impl Client {
         let poll_fd = rustix::io::dup(&stdout).ok();
         std::thread::spawn(move || {
             let stdout = crate::busy_poll::BusyPoll::new(stdout);
-            let _ = tx.send(Self::connect_wire(stdout, poll_fd, stdin, &expected));
+            let _ = tx.send(Self::connect_wire(stdout, poll_fd, stdin, &expected, offer));
         });
         let outcome = rx.recv_timeout(HANDSHAKE_TIMEOUT).unwrap_or_else(|_| {
             let _ = child.kill();
@@ -173,24 +177,31 @@ impl Client {
         writer: impl Write + Send + 'static,
         scheme: &str,
     ) -> scheme_protocol::Result<Client> {
-        let client = Self::connect_wire(reader, None, writer, scheme)?;
+        let client = Self::connect_wire(reader, None, writer, scheme, None)?;
         client.inner.start_reader();
         Ok(client)
     }
 
     /// Handshakes; `poll_fd` (the reader's pipe) lets blocked callers read the wire
-    /// themselves until a reader thread is needed (see `wire.rs`).
+    /// themselves until a reader thread is needed (see `wire.rs`); `offer` is the payload
+    /// region handed to the daemon, kept if it says it mapped it.
     fn connect_wire(
         reader: impl Read + Send + 'static,
         poll_fd: Option<std::os::fd::OwnedFd>,
         writer: impl Write + Send + 'static,
         scheme: &str,
+        offer: Option<Arc<Slots>>,
     ) -> scheme_protocol::Result<Client> {
         let reader: Box<dyn Read + Send> = Box::new(reader);
         let mut frames_in = FrameReader::new(BufReader::with_capacity(1 << 16, reader), MAX_FRAME);
         let mut frames_out: FrameWriter<Box<dyn Write + Send>> =
             FrameWriter::new(Box::new(writer), MAX_FRAME);
-        let peer = handshake(&mut frames_in, &mut frames_out, &hello(scheme, MAX_FRAME))?;
+        let mut ours = hello(scheme, MAX_FRAME);
+        if offer.is_some() {
+            ours.features |= FEATURE_REGION;
+        }
+        let peer = handshake(&mut frames_in, &mut frames_out, &ours)?;
+        let region = offer.filter(|_| peer.features & FEATURE_REGION != 0);
         let (event_path, event_rx) = Events::new();
         let inner = Inner {
             out: Mutex::new(Some(frames_out)),
@@ -206,6 +217,7 @@ impl Client {
             peer,
             child: Mutex::new(None),
             reader: Mutex::new(None),
+            region,
         };
         let inner = Arc::new(inner);
         let watched = Arc::downgrade(&inner);
@@ -213,6 +225,11 @@ impl Client {
             .name(crate::thread_name(&inner.peer.scheme, "wire-watchdog"))
             .spawn(move || watch(&watched))?;
         Ok(Client { inner, caller: current_caller() })
+    }
+
+    /// The payload region's slots, if the daemon mapped the region offered at spawn.
+    pub fn payload_slots(&self) -> Option<Arc<Slots>> {
+        self.inner.region.clone()
     }
 
     /// Sets the limits on this connection's calls (for every clone).

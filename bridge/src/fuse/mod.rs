@@ -14,6 +14,7 @@ mod inodes;
 mod interrupts;
 pub mod kernel;
 mod limits;
+mod payload;
 mod plus;
 pub mod proxy;
 mod shared;

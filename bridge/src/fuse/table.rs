@@ -38,7 +38,7 @@ use fuser::{
     ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyPoll,
     ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
-use scheme_protocol::{Bytes, Call, Caller, Fd, Stat, TimeSpec};
+use scheme_protocol::{Call, Caller, Fd, Stat, TimeSpec};
 use syscall::flag::{
     EVENT_READ, EVENT_WRITE, F_SETFL, O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_NONBLOCK,
     O_RDONLY, O_STAT, O_SYMLINK, O_WRONLY, SEEK_SET,
@@ -256,7 +256,7 @@ impl SchemeFs {
         len: usize,
         linux_flags: i32,
         call: Call,
-        extract: fn(CallResult<Reply>) -> FsResult<T>,
+        extract: impl FnOnce(CallResult<Reply>) -> FsResult<T> + Send + 'static,
         count: fn(&T) -> usize,
         done: impl FnOnce(FsResult<T>) + Send + 'static,
     ) {
@@ -572,8 +572,8 @@ impl Filesystem for SchemeFs {
             Ok(handle) => handle,
             Err(err) => return reply.error(err),
         };
-        let call = Call::Read { fd: handle.fd, len: u64::from(size) };
         let len = size as usize;
+        let (call, extract) = self.shared.read_call(&handle, len);
         self.transfer(
             req,
             handle,
@@ -581,7 +581,7 @@ impl Filesystem for SchemeFs {
             len,
             flags.0,
             call,
-            data_of,
+            extract,
             Vec::len,
             move |r| match r {
                 Ok(data) => reply.data(&data),
@@ -606,9 +606,9 @@ impl Filesystem for SchemeFs {
             Ok(handle) => handle,
             Err(err) => return reply.error(err),
         };
-        let call = Call::Write { fd: handle.fd, data: Bytes::from(data) };
+        let (call, extract) = self.shared.write_call(&handle, data);
         let count = |written: &u64| *written as usize;
-        self.transfer(req, handle, offset, data.len(), flags.0, call, value_of, count, move |r| {
+        self.transfer(req, handle, offset, data.len(), flags.0, call, extract, count, move |r| {
             match r {
                 Ok(written) => reply.written(written as u32),
                 Err(err) => reply.error(err),
