@@ -32,26 +32,15 @@ fn debug_traces_every_call_and_prints_a_summary_at_exit() {
     if !fuse_usable() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(SCHEMEMOUNT)
-        .args(["-d", "zero"])
-        .arg(dir.path())
-        .env("SCHEMEMOUNT_STATUS_PIPE", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = [0u8; 6];
-    child.stdout.take().unwrap().read_exact(&mut ready).unwrap();
-    let (_, out) = sh(&format!("head -c 5000 {}/x | wc -c", dir.path().display()));
+    let mut traced = Traced::start("zero", &[]);
+    let dir = traced.dir.path().to_path_buf();
+    let (_, out) = sh(&format!("head -c 5000 {}/x | wc -c", dir.display()));
     assert_eq!(out.trim(), "5000");
     let (status, _) =
-        sh(&format!("dd if=/dev/zero of={}/x bs=1M count=2 2>/dev/null", dir.path().display()));
+        sh(&format!("dd if=/dev/zero of={}/x bs=1M count=2 2>/dev/null", dir.display()));
     assert!(status.success());
-    util::kill(child.id(), Signal::TERM);
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (status, stderr) = traced.finish();
+    assert!(status.success());
     assert!(stderr.contains("open \"x\""), "{stderr}");
     assert!(stderr.contains("read fd=0 len="), "{stderr}");
     assert!(
@@ -62,7 +51,7 @@ fn debug_traces_every_call_and_prints_a_summary_at_exit() {
     let summary = stderr.lines().skip_while(|l| !l.starts_with("call ")).collect::<Vec<_>>();
     assert!(summary.iter().any(|l| l.starts_with("read ")), "{stderr}");
     assert!(summary[0].contains("median"), "{stderr}");
-    assert!(!is_mounted(dir.path()));
+    assert!(!is_mounted(&dir));
 }
 
 #[test]
@@ -159,36 +148,66 @@ fn large_io_goes_through_the_payload_region_unless_it_is_turned_off() {
         return;
     }
     for region in ["1", "0"] {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(SCHEMEMOUNT)
-            .args(["-d", "ramfs"])
-            .arg(dir.path())
-            .env("SCHEMEMOUNT_STATUS_PIPE", "1")
-            .env("SCHEME_BRIDGE_REGION", region)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut ready = [0u8; 6];
-        child.stdout.take().unwrap().read_exact(&mut ready).unwrap();
+        let mut traced = Traced::start("ramfs", &[("SCHEME_BRIDGE_REGION", region)]);
+        let dir = traced.dir.path().to_path_buf();
         let script = format!(
             "set -e; head -c 3000000 /dev/urandom > {d}.src; cp {d}.src {d}/f; \
              dd if={d}/f of={d}.direct bs=1M iflag=direct status=none; \
              dd if={d}.src of={d}/g bs=1M oflag=direct status=none; \
              cmp {d}.src {d}/f && cmp {d}.src {d}.direct && cmp {d}.src {d}/g && echo same; \
              rm -f {d}.src {d}.direct",
-            d = dir.path().display()
+            d = dir.display()
         );
         let (status, out) = sh(&script);
-        util::kill(child.id(), Signal::TERM);
-        let done = child.wait_with_output().unwrap();
+        let (_, trace) = traced.finish();
         assert!(status.success() && out.contains("same"), "region={region}: {out}");
-        let trace = String::from_utf8_lossy(&done.stderr);
         let through_region =
             trace.contains("write_region fd=") && trace.contains("read_region fd=");
         assert_eq!(through_region, region == "1", "region={region}: {trace}");
         if region == "0" {
             assert!(trace.contains("write fd=") && !trace.contains("_region"), "{trace}");
+        }
+    }
+}
+
+/// `schememount -d SCHEME` in the foreground on a fresh directory, stopped (and its mount
+/// gone) when dropped, also when a test fails half-way.
+struct Traced {
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl Traced {
+    fn start(scheme: &str, env: &[(&str, &str)]) -> Traced {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(SCHEMEMOUNT)
+            .args(["-d", scheme])
+            .arg(dir.path())
+            .env("SCHEMEMOUNT_STATUS_PIPE", "1")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = [0u8; 6];
+        child.stdout.take().unwrap().read_exact(&mut ready).unwrap();
+        Traced { dir, child: Some(child) }
+    }
+
+    /// Ends schememount with SIGTERM: its exit status and everything it wrote to stderr.
+    fn finish(&mut self) -> (std::process::ExitStatus, String) {
+        let child = self.child.take().expect("running");
+        util::kill(child.id(), Signal::TERM);
+        let out = child.wait_with_output().unwrap();
+        (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+impl Drop for Traced {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            util::kill(child.id(), Signal::TERM);
+            let _ = child.wait();
         }
     }
 }
