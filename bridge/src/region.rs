@@ -18,7 +18,9 @@ use std::process::Command;
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use rustix::fs::{fstat, ftruncate, memfd_create, MemfdFlags};
+use rustix::fs::{
+    fcntl_add_seals, fcntl_get_seals, fstat, ftruncate, memfd_create, MemfdFlags, SealFlags,
+};
 use rustix::mm::{mmap, munmap, MapFlags, ProtFlags};
 
 /// The environment variable that tells a spawned daemon which descriptor is its region.
@@ -42,15 +44,25 @@ unsafe impl Send for Region {}
 unsafe impl Sync for Region {}
 
 impl Region {
-    /// A new zeroed region of `len` bytes (a memfd, closed on exec).
+    /// A new zeroed region of `len` bytes (a memfd, closed on exec), sealed at that size: a
+    /// peer that could shrink it would make our next access to the cut pages a SIGBUS.
     pub fn create(len: usize) -> io::Result<Region> {
-        let file = memfd_create("scheme-bridge-region", MemfdFlags::CLOEXEC)?;
+        let file =
+            memfd_create("scheme-bridge-region", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
         ftruncate(&file, len as u64)?;
+        fcntl_add_seals(&file, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
         Region::map(file)
     }
 
-    /// Maps the shared memory file `file` (its whole size).
+    /// Maps the shared memory file `file` (its whole size). It must be sealed against
+    /// shrinking, so no peer can cut pages out from under the mapping.
     pub fn map(file: OwnedFd) -> io::Result<Region> {
+        if !fcntl_get_seals(&file).is_ok_and(|seals| seals.contains(SealFlags::SHRINK)) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "region not sealed against shrinking",
+            ));
+        }
         let len = usize::try_from(fstat(&file)?.st_size)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "region size"))?;
         if len == 0 {
@@ -297,8 +309,22 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_file_is_no_region() {
-        let file = memfd_create("empty", MemfdFlags::CLOEXEC).unwrap();
-        assert!(Region::map(file).is_err());
+    fn an_unsealed_or_empty_file_is_no_region() {
+        let empty = memfd_create("empty", MemfdFlags::CLOEXEC).unwrap();
+        assert!(Region::map(empty).is_err());
+        let unsealed = memfd_create("unsealed", MemfdFlags::CLOEXEC).unwrap();
+        ftruncate(&unsealed, 8192).unwrap();
+        assert!(Region::map(unsealed).is_err(), "a peer could shrink it under the mapping");
+    }
+
+    #[test]
+    fn nobody_can_resize_a_region() {
+        let region = Region::create(8192).unwrap();
+        let peer = rustix::io::dup(region.file()).unwrap();
+        assert!(ftruncate(&peer, 0).is_err(), "shrinking would SIGBUS the other side");
+        assert!(ftruncate(&peer, 1 << 20).is_err());
+        let seals = fcntl_get_seals(&peer).unwrap();
+        assert!(fcntl_add_seals(&peer, SealFlags::WRITE).is_err(), "seals are final: {seals:?}");
+        assert!(region.copy_in(8000, b"still writable"));
     }
 }
