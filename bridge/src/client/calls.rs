@@ -363,6 +363,16 @@ mod tests {
         assert!(calls.register(Tag(3), &read_call, exact).is_ok());
         calls.finish(Tag(3), Ok(Reply::Data(vec![0; 16].into())));
         assert!(exact_rx.try_recv().unwrap().is_ok());
+        let fd = scheme_protocol::Fd(1);
+        for (tag, call) in [
+            (Tag(4), Call::ReadRegion { fd, len: 4096, at: 0 }),
+            (Tag(5), Call::WriteRegion { fd, len: 4096, at: 0 }),
+        ] {
+            let (region, region_rx) = completion();
+            assert!(calls.register(tag, &call, region).is_ok());
+            calls.finish(tag, Ok(Reply::Value(4097)));
+            assert!(matches!(region_rx.try_recv().unwrap(), Err(CallError::Protocol(_))), "{call}");
+        }
     }
 
     #[test]
