@@ -45,7 +45,8 @@ def blocked_stat(chan, reps):
     listener = os.open(f"{chan}/load", os.O_CREAT | os.O_RDWR, 0o600)
     path = f"{chan}/load"
     idle = [stat_us(path) for _ in range(reps)]
-    streams = [os.open(path, os.O_RDONLY) for _ in range(1000)]
+    # BLOCKED=0 repeats the measurement with nothing blocked: the spread of the stat path alone.
+    streams = [os.open(path, os.O_RDONLY) for _ in range(int(os.environ.get("BLOCKED", "1000")))]
     readers = [threading.Thread(target=lambda fd=fd: os.read(fd, 16), daemon=True) for fd in streams]
     for reader in readers:
         reader.start()
@@ -81,7 +82,7 @@ def main():
     reps = int(sys.argv[5]) if len(sys.argv) > 5 else 5
     idle, busy = blocked_stat(chan, reps)
     row("stat_idle", "us", idle)
-    row("stat_1000_blocked", "us", busy)
+    row(f"stat_{os.environ.get('BLOCKED', '1000')}_blocked", "us", busy)
     row("stat_blocked_over_idle", "ratio", [statistics.median(busy) / statistics.median(idle)])
     (sm0, d0), (sm1, d1) = handles_rss(ramfs, ramfs_pid)
     row("rss_schememount_idle", "MiB", [sm0 / 1024])

@@ -6,6 +6,7 @@
 #
 # usage: bench/load.sh        (builds in release mode; root or fusermount3; python3)
 #        REPS=5 (stat measurements of 2,000 stats each, per state)
+#        BLOCKED=1000 (reads blocked in the second state; 0 shows the stat path's own spread)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q --bin schememount
