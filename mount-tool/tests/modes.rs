@@ -1,6 +1,8 @@
 //! The other ways to run schememount: --namespace, -d tracing, --daemon COMMAND, and
 //! -u with --lazy and --abort on a busy mount.
 
+#[path = "util/load.rs"]
+mod load;
 mod util;
 
 use std::io::Read;
@@ -107,7 +109,7 @@ fn busy_poll_reaches_the_daemon_and_every_setting_serves_the_same_bytes() {
     for window in ["0", "2000"] {
         let option = format!("busy_poll={window}");
         let Some(mount) = Mount::start(&["-o", &option, "ramfs"]) else { return };
-        let daemon = daemon_of(mount.pid());
+        let daemon = load::daemon_of(mount.pid());
         let environ = std::fs::read(format!("/proc/{daemon}/environ")).unwrap();
         let expected = format!("SCHEME_BRIDGE_BUSY_POLL_US={window}");
         assert!(
@@ -124,20 +126,6 @@ fn busy_poll_reaches_the_daemon_and_every_setting_serves_the_same_bytes() {
         ));
         assert!(status.success() && out.contains("same"), "{option}: {out}");
     }
-}
-
-/// The pid of `parent`'s one child that is not fusermount3 (the daemon).
-fn daemon_of(parent: u32) -> u32 {
-    let children = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
-        .unwrap_or_default();
-    children
-        .split_whitespace()
-        .filter_map(|pid| pid.parse::<u32>().ok())
-        .find(|pid| {
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            comm.trim() != "fusermount3"
-        })
-        .expect("schememount has a daemon child")
 }
 
 /// Large reads and writes go through the payload region shared with the daemon, and with
