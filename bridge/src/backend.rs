@@ -29,6 +29,10 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn shutdown(&self);
     /// The scheme's name.
     fn scheme(&self) -> &str;
+    /// Whether the scheme takes the compound calls (`StatPath`, `OpenStat`).
+    fn compound(&self) -> bool {
+        false
+    }
     /// Slots of a payload region shared with the scheme, for large reads and writes.
     fn payload_slots(&self) -> Option<Arc<crate::region::Slots>> {
         None
@@ -41,6 +45,9 @@ impl Backend for Client {
     }
     fn payload_slots(&self) -> Option<Arc<crate::region::Slots>> {
         Client::payload_slots(self)
+    }
+    fn compound(&self) -> bool {
+        Client::compound(self)
     }
     fn cancel(&self, tag: Tag) {
         Client::cancel(self, tag);

@@ -12,6 +12,7 @@
 mod backend;
 pub mod busy_poll;
 pub mod client;
+mod compound;
 pub mod fuse;
 mod locate;
 mod packet;

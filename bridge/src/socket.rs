@@ -15,10 +15,11 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use log::{debug, error, warn};
 use scheme_protocol::{
     handshake, hello, Call, Errno, Fd, Frame, FrameReader, FrameWriter, Reply, Response, Tag,
-    FEATURE_REGION, MAX_FRAME, MAX_OVERHEAD,
+    FEATURE_COMPOUND, FEATURE_REGION, MAX_FRAME, MAX_OVERHEAD,
 };
 use syscall::data::Packet;
 
+use crate::compound::{self, After, Next as NextStep, Step};
 use crate::packet::{self, Buffers};
 use crate::region::Region;
 
@@ -56,8 +57,11 @@ pub(crate) enum Inbound {
     Call { tag: Tag, caller: scheme_protocol::Caller, call: Call },
     /// The caller cancelled the request behind this packet id.
     Cancel(u64),
-    /// A cancelled open or dup produced this handle; close it in the daemon.
+    /// A cancelled open or dup produced this handle, or a compound call is done with it;
+    /// close it in the daemon.
     CloseOrphan(usize),
+    /// The next step of a compound call, already registered as pending.
+    Packet(Packet),
     /// An event was posted: parked requests may now complete.
     Wake,
     /// The caller side is gone.
@@ -84,6 +88,8 @@ struct Pending {
     cancelled: bool,
     /// Sent by the socket itself (closing an orphan); the reply goes nowhere.
     internal: bool,
+    /// Where the packet stands in its (possibly compound) call.
+    step: Step,
 }
 
 /// Where a tag is: still in the channel, or delivered as a packet.
@@ -169,6 +175,7 @@ impl SchemeSocket {
         let mut frames_in = FrameReader::new(buffered, MAX_FRAME);
         let mut frames_out: Writer = FrameWriter::new(Box::new(writer), MAX_FRAME);
         let mut ours = hello(scheme, MAX_FRAME);
+        ours.features |= FEATURE_COMPOUND;
         if region.is_some() {
             ours.features |= FEATURE_REGION;
         }
@@ -222,6 +229,7 @@ impl SchemeSocket {
                     {
                         handle(self, &mut packet);
                         self.write_packet(&packet);
+                        self.serve_follow_ups(&mut handle);
                     }
                 }
                 Ok(Frame::Cancel { tag }) => drop(self.shared.cancel(tag)),
@@ -235,6 +243,17 @@ impl SchemeSocket {
         }
         self.closed = true;
         Ok(true)
+    }
+
+    /// Runs the packets answering a packet made (a compound call's next step, its close)
+    /// before the next frame is read, so they keep their place in the call order.
+    fn serve_follow_ups(&self, handle: &mut impl FnMut(&SchemeSocket, &mut Packet)) {
+        while let Ok(item) = self.inbound.try_recv() {
+            if let Some(mut packet) = self.shared.to_packet(item) {
+                handle(self, &mut packet);
+                self.write_packet(&packet);
+            }
+        }
     }
 
     /// A handle for posting events from anywhere (another thread, a timer).
@@ -425,6 +444,7 @@ impl Shared {
                 if !matches!(state.tags.get(&tag), Some(TagState::Queued)) {
                     return None; // cancelled before the daemon saw it
                 }
+                let (call, step) = compound::start(call, caller);
                 let name = call.name();
                 let built =
                     packet::from_call(id, caller, call, self.max_payload, self.region.as_ref());
@@ -448,7 +468,7 @@ impl Shared {
                 state.buffered += size;
                 state.tags.insert(tag, TagState::Delivered(id));
                 let pending =
-                    Pending { tag, call: name, buffers, cancelled: false, internal: false };
+                    Pending { tag, call: name, buffers, cancelled: false, internal: false, step };
                 (packet, pending)
             }
             Inbound::CloseOrphan(fd) => {
@@ -459,6 +479,7 @@ impl Shared {
                     buffers: Buffers::None,
                     cancelled: false,
                     internal: true,
+                    step: Step::Answer,
                 };
                 (packet, pending)
             }
@@ -466,6 +487,7 @@ impl Shared {
                 let still_held = state.pending.get(&target).is_some_and(|p| !p.internal);
                 return still_held.then(|| packet::cancel(target));
             }
+            Inbound::Packet(packet) => return Some(packet),
             Inbound::Wake | Inbound::Closed => return None,
         };
         state.next_id += 1;
@@ -506,6 +528,15 @@ impl Shared {
         if pending.internal {
             return None;
         }
+        let response = match compound::after(pending.step, response, pending.cancelled) {
+            After::Next(next) => return self.follow_up(&mut state, pending.tag, next),
+            After::Answer { response, close } => {
+                if let Some(fd) = close {
+                    let _ = self.wake.send(Inbound::CloseOrphan(fd as usize));
+                }
+                response
+            }
+        };
         state.tags.remove(&pending.tag);
         if pending.cancelled {
             if let (true, Ok(Reply::Value(fd))) = (packet::creates_handle(pending.call), &response)
@@ -516,6 +547,37 @@ impl Shared {
             return None;
         }
         Some(Frame::Reply { tag: pending.tag, response })
+    }
+
+    /// Registers a compound call's next step under the same tag and queues its packet for the
+    /// daemon; the caller is answered when the last step is.
+    fn follow_up(&self, state: &mut State, tag: Tag, next: NextStep) -> Option<Frame> {
+        let id = state.next_id;
+        let name = next.call.name();
+        let built = packet::from_call(id, next.caller, next.call, self.max_payload, None);
+        let (packet, buffers) = match built {
+            Ok(built) => built,
+            Err(errno) => {
+                if let Step::Statted { fd, .. } = next.step {
+                    let _ = self.wake.send(Inbound::CloseOrphan(fd as usize));
+                }
+                state.tags.remove(&tag);
+                return Some(Frame::Reply { tag, response: Err(errno) });
+            }
+        };
+        state.next_id += 1;
+        let pending = Pending {
+            tag,
+            call: name,
+            buffers,
+            cancelled: false,
+            internal: false,
+            step: next.step,
+        };
+        state.pending.insert(id, pending);
+        state.tags.insert(tag, TagState::Delivered(id));
+        let _ = self.wake.send(Inbound::Packet(packet));
+        None
     }
 
     /// Keeps the set of live handle ids, so events for unknown handles can be refused.

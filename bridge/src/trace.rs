@@ -66,6 +66,9 @@ fn outcome(result: &CallResult<Reply>) -> String {
         Ok(Reply::Data(bytes)) => format!("{} bytes", bytes.len()),
         Ok(Reply::Stat(stat)) => format!("stat mode={:#o} size={}", stat.st_mode, stat.st_size),
         Ok(Reply::StatVfs(vfs)) => format!("statvfs blocks={}", vfs.f_blocks),
+        Ok(Reply::Opened { fd, stat }) => {
+            format!("{} stat mode={:#o} size={}", fd.0, stat.st_mode, stat.st_size)
+        }
         Err(err) => format!("error {err}"),
     }
 }

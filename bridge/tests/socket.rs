@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use scheme_bridge::{serve_block_mut, CallError, Client, SchemeSocket};
 use scheme_protocol::{Call, Errno, Fd, Reply};
 use syscall::data::{Packet, Stat};
-use syscall::error::{Error, Result, EBADF, ENOSYS};
+use syscall::error::{Error, Result, EBADF, EIO, ENOENT, ENOSYS};
 use syscall::flag::{EventFlags, MODE_FILE};
 use syscall::number::{KSMSG_CANCEL, SYS_FEVENT};
 use syscall::SchemeBlockMut;
@@ -25,6 +25,8 @@ struct Mailbox {
     open: HashSet<usize>,
     buffer: Vec<u8>,
     closed: Arc<Mutex<Vec<usize>>>,
+    /// Handles of "nostat", whose fstat fails.
+    unstattable: HashSet<usize>,
 }
 
 impl SchemeBlockMut for Mailbox {
@@ -32,8 +34,14 @@ impl SchemeBlockMut for Mailbox {
         if path == "gate" && self.buffer.is_empty() {
             return Ok(None);
         }
+        if path == "missing" {
+            return Err(Error::new(ENOENT));
+        }
         self.next_id += 1;
         self.open.insert(self.next_id);
+        if path == "nostat" {
+            self.unstattable.insert(self.next_id);
+        }
         Ok(Some(self.next_id))
     }
 
@@ -56,6 +64,9 @@ impl SchemeBlockMut for Mailbox {
 
     fn fstat(&mut self, id: usize, stat: &mut Stat) -> Result<Option<usize>> {
         self.check(id)?;
+        if self.unstattable.contains(&id) {
+            return Err(Error::new(EIO));
+        }
         *stat = Stat {
             st_mode: MODE_FILE | 0o644,
             st_size: self.buffer.len() as u64,
@@ -349,4 +360,86 @@ fn nonblocking_socket_reports_would_block() {
     let mut buf = [0u8; 56];
     let err = socket.read(&mut buf).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock);
+}
+
+/// The compound calls of both loops: the raw Redox loop and `serve_block_mut`.
+fn both_loops(scheme: impl Fn() -> Mailbox) -> Vec<(Client, thread::JoinHandle<()>)> {
+    vec![spawn_raw(scheme()), spawn_served(scheme())]
+}
+
+#[test]
+fn stat_path_answers_a_stat_and_closes_the_handle_it_opened() {
+    let closed = Arc::new(Mutex::new(Vec::new()));
+    for (client, daemon) in
+        both_loops(|| Mailbox { closed: Arc::clone(&closed), ..Mailbox::default() })
+    {
+        closed.lock().unwrap().clear();
+        assert!(client.compound(), "the daemon side announces compound calls");
+        let Ok(Reply::Stat(stat)) = client.call(Call::StatPath { path: "m".into() }) else {
+            panic!("a stat_path is answered with a stat");
+        };
+        assert_eq!(stat.st_mode, MODE_FILE | 0o644);
+        // The close runs before any later call: the next open gets the next id.
+        let fd = client.open("m", 0).unwrap();
+        assert_eq!(*closed.lock().unwrap(), vec![1]);
+        assert_eq!(fd, Fd(2));
+        drop(client);
+        daemon.join().unwrap();
+    }
+}
+
+#[test]
+fn open_stat_answers_the_handle_with_its_stat_and_keeps_it_open() {
+    let closed = Arc::new(Mutex::new(Vec::new()));
+    for (client, daemon) in
+        both_loops(|| Mailbox { closed: Arc::clone(&closed), ..Mailbox::default() })
+    {
+        let opened = client.call(Call::OpenStat { path: "m".into(), flags: 0 });
+        let Ok(Reply::Opened { fd, stat }) = opened else { panic!("got {opened:?}") };
+        assert_eq!((fd, stat.st_size), (Fd(1), 0));
+        assert_eq!(client.write(fd, b"kept").unwrap(), 4);
+        assert_eq!(client.fstat(fd).unwrap().st_size, 4);
+        assert!(closed.lock().unwrap().is_empty(), "the handle stays open");
+        drop(client);
+        daemon.join().unwrap();
+    }
+}
+
+#[test]
+fn a_compound_answers_the_first_error_and_closes_what_it_opened() {
+    let closed = Arc::new(Mutex::new(Vec::new()));
+    for (client, daemon) in
+        both_loops(|| Mailbox { closed: Arc::clone(&closed), ..Mailbox::default() })
+    {
+        closed.lock().unwrap().clear();
+        let missing = client.call(Call::StatPath { path: "missing".into() });
+        assert_eq!(missing, Err(CallError::Errno(Errno::ENOENT)));
+        let unstattable = client.call(Call::OpenStat { path: "nostat".into(), flags: 0 });
+        assert_eq!(unstattable, Err(CallError::Errno(Errno::EIO)));
+        // The next call runs after the close of the handle whose fstat failed.
+        client.open("m", 0).unwrap();
+        assert_eq!(*closed.lock().unwrap(), vec![1], "a kept handle whose fstat failed is closed");
+        drop(client);
+        daemon.join().unwrap();
+    }
+}
+
+#[test]
+fn a_cancelled_open_stat_closes_its_handle_in_the_daemon() {
+    let closed = Arc::new(Mutex::new(Vec::new()));
+    let scheme = Mailbox { closed: Arc::clone(&closed), ..Mailbox::default() };
+    // The raw loop knows nothing of KSMSG_CANCEL, so the parked open completes later.
+    let (client, daemon) = spawn_raw(scheme);
+    let gate = client.start(Call::OpenStat { path: "gate".into(), flags: 0 }).unwrap();
+    let fd = client.open("w", 0).unwrap();
+    assert_eq!(gate.cancel(), Err(CallError::Errno(Errno::EINTR)));
+    client.write(fd, b"open the gate").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while closed.lock().unwrap().is_empty() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(*closed.lock().unwrap(), vec![2], "the gate's handle is closed, not statted");
+    assert_eq!(client.fstat(fd).unwrap().st_size, 13);
+    drop(client);
+    daemon.join().unwrap();
 }

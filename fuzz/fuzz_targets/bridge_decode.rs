@@ -16,7 +16,7 @@ use scheme_bridge::Client;
 use scheme_bridge_fuzz as _; // the bounded allocator
 use scheme_protocol::codec::decode_body;
 use scheme_protocol::{
-    handshake, hello, Call, Caller, Fd, Frame, FrameReader, FrameWriter, MAX_FRAME,
+    handshake, hello, Call, Caller, Fd, FrameReader, FrameWriter, MAX_FRAME,
 };
 
 fuzz_target!(|data: &[u8]| {

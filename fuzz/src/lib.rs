@@ -66,10 +66,10 @@ pub fn caller(u: &mut Unstructured<'_>) -> Result<Caller> {
     Ok(Caller { pid: u.arbitrary()?, uid: u.arbitrary()?, gid: u.arbitrary()? })
 }
 
-/// Any call (all 23 variants).
+/// Any call (all 25 variants).
 pub fn call(u: &mut Unstructured<'_>) -> Result<Call> {
     let fd = Fd(u.arbitrary()?);
-    Ok(match u.int_in_range(0..=22u8)? {
+    Ok(match u.int_in_range(0..=24u8)? {
         0 => Call::Open { path: u.arbitrary()?, flags: u.arbitrary()? },
         1 => Call::Rmdir { path: u.arbitrary()? },
         2 => Call::Unlink { path: u.arbitrary()? },
@@ -96,7 +96,9 @@ pub fn call(u: &mut Unstructured<'_>) -> Result<Call> {
         19 => Call::Close { fd },
         20 => Call::Getdents { fd, len: u.arbitrary()?, opaque: u.arbitrary()? },
         21 => Call::ReadRegion { fd, len: u.arbitrary()?, at: u.arbitrary()? },
-        _ => Call::WriteRegion { fd, len: u.arbitrary()?, at: u.arbitrary()? },
+        22 => Call::WriteRegion { fd, len: u.arbitrary()?, at: u.arbitrary()? },
+        23 => Call::StatPath { path: u.arbitrary()? },
+        _ => Call::OpenStat { path: u.arbitrary()?, flags: u.arbitrary()? },
     })
 }
 
@@ -108,12 +110,13 @@ pub fn response(u: &mut Unstructured<'_>) -> Result<Response> {
     Ok(Ok(reply(u)?))
 }
 
-/// Any reply (all 4 variants).
+/// Any reply (all 5 variants).
 pub fn reply(u: &mut Unstructured<'_>) -> Result<Reply> {
-    Ok(match u.int_in_range(0..=3u8)? {
+    Ok(match u.int_in_range(0..=4u8)? {
         0 => Reply::Value(u.arbitrary()?),
         1 => Reply::Data(bytes(u)?),
         2 => Reply::Stat(stat(u)?),
+        3 => Reply::Opened { fd: Fd(u.arbitrary()?), stat: stat(u)? },
         _ => Reply::StatVfs(StatVfs {
             f_bsize: u.arbitrary()?,
             f_blocks: u.arbitrary()?,

@@ -22,5 +22,5 @@ pub use error::{Error, Result};
 pub use handshake::{handshake, hello, Peer, MIN_FRAME};
 pub use message::{
     Call, Caller, Errno, Fd, Frame, Hello, Reply, Response, Stat, StatVfs, Tag, TimeSpec,
-    FEATURE_REGION, MAGIC, VERSION,
+    FEATURE_COMPOUND, FEATURE_REGION, MAGIC, VERSION,
 };

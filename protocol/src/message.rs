@@ -19,6 +19,11 @@ pub const VERSION: u32 = 2;
 /// region"). A caller sets it when it handed the daemon a region; a daemon when it mapped one.
 pub const FEATURE_REGION: u64 = 1;
 
+/// [`Hello::features`] bit: the compound calls [`Call::StatPath`] and [`Call::OpenStat`]. A
+/// daemon side sets it when it runs them (as several packets to its scheme); a caller side
+/// when it may send them.
+pub const FEATURE_COMPOUND: u64 = 2;
+
 /// A request tag chosen by the caller side; the reply carries the same tag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Tag(pub u64);
@@ -189,6 +194,13 @@ pub enum Call {
     /// `SYS_WRITE` of the `len` bytes at byte `at` of the payload region. Answered with
     /// `Value(bytes written)`. Only with [`FEATURE_REGION`] negotiated.
     WriteRegion { fd: Fd, len: u64, at: u64 },
+    /// Compound: `open(path, O_STAT | O_NOFOLLOW)`, `fstat` of that handle, `close` (what a
+    /// Redox `lstat(2)` costs libc), as one round trip. Answered with [`Reply::Stat`]. Only
+    /// with [`FEATURE_COMPOUND`] negotiated.
+    StatPath { path: String },
+    /// Compound: `open(path, flags)` then `fstat` of the new handle, which stays open.
+    /// Answered with [`Reply::Opened`]. Only with [`FEATURE_COMPOUND`] negotiated.
+    OpenStat { path: String, flags: u64 },
 }
 
 /// A successful answer to a [`Call`].
@@ -202,6 +214,13 @@ pub enum Reply {
     Stat(Stat),
     /// An fstatvfs answer.
     StatVfs(StatVfs),
+    /// An [`Call::OpenStat`] answer.
+    Opened {
+        /// The new handle.
+        fd: Fd,
+        /// Its fstat.
+        stat: Stat,
+    },
 }
 
 /// What the daemon answered: a [`Reply`] or a Redox errno.
@@ -263,13 +282,19 @@ impl Call {
             Call::Getdents { .. } => "getdents",
             Call::ReadRegion { .. } => "read_region",
             Call::WriteRegion { .. } => "write_region",
+            Call::StatPath { .. } => "stat_path",
+            Call::OpenStat { .. } => "open_stat",
         }
     }
 
     /// The handle the call acts on, if it is a handle call.
     pub fn fd(&self) -> Option<Fd> {
         match self {
-            Call::Open { .. } | Call::Rmdir { .. } | Call::Unlink { .. } => None,
+            Call::Open { .. }
+            | Call::Rmdir { .. }
+            | Call::Unlink { .. }
+            | Call::StatPath { .. }
+            | Call::OpenStat { .. } => None,
             Call::Dup { fd, .. }
             | Call::Read { fd, .. }
             | Call::Write { fd, .. }
@@ -293,9 +318,9 @@ impl Call {
         }
     }
 
-    /// Whether a successful answer is a new handle id (open and dup).
+    /// Whether a successful answer names a new handle (open, dup and open_stat).
     pub fn creates_handle(&self) -> bool {
-        matches!(self, Call::Open { .. } | Call::Dup { .. })
+        matches!(self, Call::Open { .. } | Call::Dup { .. } | Call::OpenStat { .. })
     }
 }
 
@@ -304,8 +329,12 @@ impl fmt::Display for Call {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = self.name();
         match self {
-            Call::Open { path, flags } => write!(f, "{name} {path:?} flags={flags:#x}"),
-            Call::Rmdir { path } | Call::Unlink { path } => write!(f, "{name} {path:?}"),
+            Call::Open { path, flags } | Call::OpenStat { path, flags } => {
+                write!(f, "{name} {path:?} flags={flags:#x}")
+            }
+            Call::Rmdir { path } | Call::Unlink { path } | Call::StatPath { path } => {
+                write!(f, "{name} {path:?}")
+            }
             Call::Dup { fd, buf } => write!(f, "{name} fd={} {:?}", fd.0, buf.lossy()),
             Call::Read { fd, len } | Call::Fpath { fd, len } => {
                 write!(f, "{name} fd={} len={len}", fd.0)

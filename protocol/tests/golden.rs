@@ -121,6 +121,35 @@ fn expected() -> Vec<(&'static str, Frame)> {
                 })),
             },
         ),
+        (
+            "call-stat-path",
+            Frame::Call {
+                tag: Tag(9),
+                caller: CALLER,
+                call: Call::StatPath { path: "hello".into() },
+            },
+        ),
+        (
+            "reply-opened",
+            Frame::Reply {
+                tag: Tag(10),
+                response: Ok(Reply::Opened {
+                    fd: Fd(3),
+                    stat: Stat {
+                        st_ino: 7,
+                        st_mode: 0o100_644,
+                        st_nlink: 1,
+                        st_uid: 1000,
+                        st_gid: 1000,
+                        st_blksize: 4096,
+                        st_mtime: 1_700_000_000,
+                        st_atime: 1_700_000_000,
+                        st_ctime: 1_700_000_000,
+                        ..Stat::default()
+                    },
+                }),
+            },
+        ),
         ("event", Frame::Event { fd: Fd(3), flags: 1 }),
         ("cancel", Frame::Cancel { tag: Tag(3) }),
     ]

@@ -188,6 +188,8 @@ fn arb_call() -> impl Strategy<Value = Call> {
             len,
             at
         }),
+        arb_string().prop_map(|path| Call::StatPath { path }),
+        (arb_string(), any::<u64>()).prop_map(|(path, flags)| Call::OpenStat { path, flags }),
     ]
 }
 
@@ -198,6 +200,7 @@ fn arb_reply() -> impl Strategy<Value = Reply> {
         arb_bytes().prop_map(Reply::Data),
         arb_stat().prop_map(Reply::Stat),
         arb_statvfs().prop_map(Reply::StatVfs),
+        (arb_fd(), arb_stat()).prop_map(|(fd, stat)| Reply::Opened { fd, stat }),
     ]
 }
 

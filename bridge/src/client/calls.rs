@@ -44,6 +44,8 @@ fn may_block(call: &Call) -> bool {
     matches!(
         call,
         Call::Open { .. }
+            | Call::StatPath { .. }
+            | Call::OpenStat { .. }
             | Call::Dup { .. }
             | Call::Read { .. }
             | Call::Write { .. }

@@ -27,7 +27,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{debug, error, warn};
 use scheme_protocol::{
     handshake, hello, Bytes, Call, Caller, Errno, Fd, Frame, FrameReader, FrameWriter, Peer, Reply,
-    Stat, StatVfs, Tag, TimeSpec, FEATURE_REGION, MAX_FRAME, MAX_OVERHEAD,
+    Stat, StatVfs, Tag, TimeSpec, FEATURE_COMPOUND, FEATURE_REGION, MAX_FRAME, MAX_OVERHEAD,
 };
 
 /// The capacity asked for the pipes to a spawned daemon: one 1 MiB payload plus its header.
@@ -197,6 +197,7 @@ impl Client {
         let mut frames_out: FrameWriter<Box<dyn Write + Send>> =
             FrameWriter::new(Box::new(writer), MAX_FRAME);
         let mut ours = hello(scheme, MAX_FRAME);
+        ours.features |= FEATURE_COMPOUND;
         if offer.is_some() {
             ours.features |= FEATURE_REGION;
         }
@@ -230,6 +231,11 @@ impl Client {
     /// The payload region's slots, if the daemon mapped the region offered at spawn.
     pub fn payload_slots(&self) -> Option<Arc<Slots>> {
         self.inner.region.clone()
+    }
+
+    /// Whether the daemon runs the compound calls (`StatPath`, `OpenStat`).
+    pub fn compound(&self) -> bool {
+        self.inner.peer.features & FEATURE_COMPOUND != 0
     }
 
     /// Sets the limits on this connection's calls (for every clone).
@@ -664,6 +670,7 @@ fn wrong_shape(expected: &str, got: &Reply) -> CallError {
         Reply::Data(_) => "data",
         Reply::Stat(_) => "a stat",
         Reply::StatVfs(_) => "a statvfs",
+        Reply::Opened { .. } => "an opened handle",
     };
     CallError::Protocol(format!("expected {expected}, daemon answered {got}"))
 }

@@ -43,14 +43,39 @@ pub(crate) fn check_path(name: &str, path: &str) -> Result<(), LinuxErrno> {
 pub(crate) struct Counters {
     limits: MountLimits,
     requests: Arc<AtomicUsize>,
+    /// Answers the daemon gave that are still being handed to the kernel.
+    answering: Arc<AtomicUsize>,
     handles: Arc<Mutex<HashMap<u32, usize>>>,
 }
 
-/// One daemon call in flight; dropping it (when the answer is handled) frees the place.
+/// One daemon call in flight; dropping it, or [`RequestSlot::answered`], frees the place.
 #[derive(Debug)]
-pub(crate) struct RequestSlot(Arc<AtomicUsize>);
+pub(crate) struct RequestSlot {
+    requests: Arc<AtomicUsize>,
+    answering: Arc<AtomicUsize>,
+}
+
+impl RequestSlot {
+    /// The daemon answered: the place is free at once (the caller may see the answer and call
+    /// again before the returned guard is dropped), and the answer counts as being handed on
+    /// until then.
+    pub(crate) fn answered(self) -> AnswerSlot {
+        self.answering.fetch_add(1, Ordering::AcqRel);
+        AnswerSlot(Arc::clone(&self.answering))
+    }
+}
 
 impl Drop for RequestSlot {
+    fn drop(&mut self) {
+        self.requests.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// An answer being handed to the kernel.
+#[derive(Debug)]
+pub(crate) struct AnswerSlot(Arc<AtomicUsize>);
+
+impl Drop for AnswerSlot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
@@ -77,13 +102,21 @@ impl Drop for HandleSlot {
 
 impl Counters {
     pub(crate) fn new(limits: MountLimits) -> Counters {
-        Counters { limits, requests: Arc::default(), handles: Arc::default() }
+        Counters {
+            limits,
+            requests: Arc::default(),
+            answering: Arc::default(),
+            handles: Arc::default(),
+        }
     }
 
     /// A place for one more daemon call, or `EAGAIN`.
     pub(crate) fn request(&self) -> Result<RequestSlot, LinuxErrno> {
         let before = self.requests.fetch_add(1, Ordering::AcqRel);
-        let slot = RequestSlot(Arc::clone(&self.requests));
+        let slot = RequestSlot {
+            requests: Arc::clone(&self.requests),
+            answering: Arc::clone(&self.answering),
+        };
         if before >= self.limits.max_requests {
             if before == self.limits.max_requests {
                 warn!(
@@ -107,9 +140,14 @@ impl Counters {
         Ok(HandleSlot { uid, counts: Arc::clone(&self.handles) })
     }
 
-    /// Daemon calls in flight now (answered ones count until their answer is handed on).
+    /// Daemon calls in flight now.
     pub(crate) fn requests(&self) -> usize {
         self.requests.load(Ordering::Acquire)
+    }
+
+    /// Daemon calls in flight or answered and not yet handed to the kernel.
+    pub(crate) fn unanswered(&self) -> usize {
+        self.answering.load(Ordering::Acquire) + self.requests()
     }
 }
 
@@ -127,6 +165,16 @@ mod tests {
         drop(first);
         assert!(counters.request().is_ok());
         assert_eq!(counters.requests(), 1);
+    }
+
+    #[test]
+    fn an_answered_call_frees_its_place_before_the_answer_is_handed_on() {
+        let counters = Counters::new(MountLimits { max_requests: 1, ..MountLimits::default() });
+        let handing_on = counters.request().unwrap().answered();
+        assert_eq!((counters.requests(), counters.unanswered()), (0, 1));
+        let _next = counters.request().expect("the place is free while the answer goes out");
+        drop(handing_on);
+        assert_eq!((counters.requests(), counters.unanswered()), (1, 1));
     }
 
     #[test]

@@ -252,7 +252,7 @@ impl Mounted {
     /// and hand the callers ECONNABORTED instead.
     fn let_answers_out(&self, grace: std::time::Duration) {
         let deadline = std::time::Instant::now() + grace;
-        while self.shared.counters.requests() > 0 && std::time::Instant::now() < deadline {
+        while self.shared.counters.unanswered() > 0 && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
         if self.proxy.is_some() {

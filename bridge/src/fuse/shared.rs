@@ -133,8 +133,10 @@ impl Shared {
             }
         };
         let done = Box::new(move |result| {
+            // The caller may see the answer and call again before `done` returns.
+            let handing_on = slot.answered();
             done(result);
-            drop(slot); // after the answer is on its way to the kernel
+            drop(handing_on);
         });
         Some(self.schemes[scheme].backend.submit(caller, call, done))
     }
@@ -203,7 +205,13 @@ impl Shared {
         });
     }
 
-    /// Stats `path` without side effects: an `O_STAT | O_NOFOLLOW` open, fstat, close.
+    /// Whether `scheme`'s daemon runs compound calls (`StatPath`, `OpenStat`).
+    fn compound(&self, scheme: usize) -> bool {
+        self.schemes[scheme].backend.compound()
+    }
+
+    /// Stats `path` without side effects: an `O_STAT | O_NOFOLLOW` open, fstat, close (one
+    /// `StatPath` round trip where the daemon runs compounds).
     pub(crate) fn stat_path(
         self: &Arc<Self>,
         scheme: usize,
@@ -211,6 +219,10 @@ impl Shared {
         path: &str,
         done: impl FnOnce(FsResult<Stat>) + Send + 'static,
     ) {
+        if self.compound(scheme) {
+            let call = Call::StatPath { path: path.to_owned() };
+            return self.call(scheme, caller, call, move |r| done(stat_of(r)));
+        }
         let this = Arc::clone(self);
         self.with_open(scheme, caller, path, O_STAT | O_NOFOLLOW, move |fd| match fd {
             Ok(fd) => this.call(scheme, caller, Call::Fstat { fd }, move |r| done(stat_of(r))),
@@ -246,6 +258,40 @@ impl Shared {
                 return this.stat_path_tries(scheme, caller, path, tries - 1, done);
             }
             done(stat)
+        });
+    }
+
+    /// Opens `path` with `flags` and fstats the new handle (one `OpenStat` round trip where
+    /// the daemon runs compounds); a handle whose fstat fails is closed. FUSE request `unique`
+    /// can interrupt the open.
+    pub(crate) fn open_stat(
+        self: &Arc<Self>,
+        unique: u64,
+        (scheme, caller): (usize, Caller),
+        path: String,
+        flags: usize,
+        done: impl FnOnce(FsResult<(Fd, Stat)>) + Send + 'static,
+    ) {
+        if self.compound(scheme) {
+            let call = Call::OpenStat { path, flags: flags as u64 };
+            return self.call_interruptible(unique, scheme, caller, call, move |r| {
+                done(opened_of(r));
+            });
+        }
+        let this = Arc::clone(self);
+        let open = Call::Open { path, flags: flags as u64 };
+        self.call_interruptible(unique, scheme, caller, open, move |r| match fd_of(r) {
+            Ok(fd) => {
+                let inner = Arc::clone(&this);
+                this.fstat(scheme, caller, fd, move |stat| match stat {
+                    Ok(stat) => done(Ok((fd, stat))),
+                    Err(err) => {
+                        inner.close_quietly(scheme, caller, fd);
+                        done(Err(err));
+                    }
+                });
+            }
+            Err(err) => done(Err(err)),
         });
     }
 
@@ -288,6 +334,15 @@ pub(crate) fn data_of(result: CallResult<Reply>) -> FsResult<Vec<u8>> {
 pub(crate) fn stat_of(result: CallResult<Reply>) -> FsResult<Stat> {
     match result {
         Ok(Reply::Stat(stat)) => Ok(stat),
+        Ok(_) => Err(LinuxErrno::EIO),
+        Err(err) => Err(errno::of(&err)),
+    }
+}
+
+/// The handle and stat from an `OpenStat` answer.
+pub(crate) fn opened_of(result: CallResult<Reply>) -> FsResult<(Fd, Stat)> {
+    match result {
+        Ok(Reply::Opened { fd, stat }) => Ok((fd, stat)),
         Ok(_) => Err(LinuxErrno::EIO),
         Err(err) => Err(errno::of(&err)),
     }

@@ -836,29 +836,21 @@ impl Filesystem for SchemeFs {
         };
         let redox_flags = flags::with_mode(flags::to_redox(flags) | O_CREAT, mode, umask);
         let (shared, caller) = (Arc::clone(&self.shared), caller(req));
-        let open = Call::Open { path: path.clone(), flags: redox_flags as u64 };
-        self.shared.call_interruptible(req.unique().0, scheme, caller, open, move |r| {
-            let fd = match fd_of(r) {
-                Ok(fd) => fd,
+        let unique = req.unique().0;
+        let name = path.clone();
+        self.shared.open_stat(unique, (scheme, caller), name, redox_flags, move |opened| {
+            let (fd, stat) = match opened {
+                Ok(opened) => opened,
                 Err(err) => return reply.error(err),
             };
-            let inner = Arc::clone(&shared);
-            shared.fstat(scheme, caller, fd, move |stat| match stat {
-                Ok(stat) => {
-                    let kind = attr::kind_of(&stat);
-                    let ino = inner.inodes().lookup(scheme, &path, kind, stat.st_ino);
-                    let stream = kind == Kind::Stream;
-                    let handle = Handle::new((scheme, fd), stream, redox_flags & !0xFFFF, slot);
-                    let fh = inner.handles.insert(handle.of_node(ino));
-                    let attr = attr::from_stat(ino, &stat, inner.owner);
-                    let ttl = inner.ttl.attr_for(kind).min(inner.ttl.entry);
-                    reply.created(&ttl, &attr, GENERATION, FileHandle(fh), open_flags(stream));
-                }
-                Err(err) => {
-                    inner.close_quietly(scheme, caller, fd);
-                    reply.error(err);
-                }
-            });
+            let kind = attr::kind_of(&stat);
+            let ino = shared.inodes().lookup(scheme, &path, kind, stat.st_ino);
+            let stream = kind == Kind::Stream;
+            let handle = Handle::new((scheme, fd), stream, redox_flags & !0xFFFF, slot);
+            let fh = shared.handles.insert(handle.of_node(ino));
+            let attr = attr::from_stat(ino, &stat, shared.owner);
+            let ttl = shared.ttl.attr_for(kind).min(shared.ttl.entry);
+            reply.created(&ttl, &attr, GENERATION, FileHandle(fh), open_flags(stream));
         });
     }
 

@@ -95,6 +95,7 @@ fn shape(reply: &Reply) -> String {
         Reply::Data(data) => format!("{} bytes", data.len()),
         Reply::Stat(_) => "a stat".into(),
         Reply::StatVfs(_) => "a statvfs".into(),
+        Reply::Opened { fd, .. } => format!("the opened handle {}", fd.0),
     }
 }
 
