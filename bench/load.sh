@@ -5,7 +5,7 @@
 # unmounts (also on failure or Ctrl-C).
 #
 # usage: bench/load.sh        (builds in release mode; root or fusermount3; python3)
-#        REPS=5 (stat measurements of 2,000 stats each, per state)
+#        REPS=5 (pairs of stat measurements, idle then blocked, of 2,000 stats each)
 #        BLOCKED=1000 (reads blocked in the second state; 0 shows the stat path's own spread)
 set -euo pipefail
 cd "$(dirname "$0")/.."
