@@ -7,6 +7,9 @@
 //! short, so an idle wire still sleeps; and it is off when this thread may only run on one
 //! CPU, where looking would only delay the peer it waits for.
 //!
+//! A parking daemon's thread watches the queue its wire reader thread fills the same way
+//! (`SchemeSocket::next_packets`): handing a call to a sleeping thread costs that wake-up too.
+//!
 //! The window comes from `SCHEME_BRIDGE_BUSY_POLL_US` (microseconds; 0 turns it off), which a
 //! spawned daemon inherits, or from [`set_window`].
 

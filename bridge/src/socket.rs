@@ -130,6 +130,8 @@ pub struct SchemeSocket {
     ready: VecDeque<Packet>,
     closed: bool,
     nonblocking: bool,
+    /// How long [`SchemeSocket::next_packets`] watches for a call before it sleeps.
+    busy_poll: std::time::Duration,
     /// The wire until the reader thread (or [`SchemeSocket::serve_inline`]) takes it.
     unread: Option<Unread>,
 }
@@ -196,6 +198,7 @@ impl SchemeSocket {
             ready: VecDeque::new(),
             closed: false,
             nonblocking: false,
+            busy_poll: crate::busy_poll::window(),
             unread: Some((frames_in, tx, scheme.to_owned())),
         })
     }
@@ -287,7 +290,7 @@ impl SchemeSocket {
             } else if self.closed {
                 return Ok(Next::Closed);
             } else {
-                self.inbound.recv().unwrap_or(Inbound::Closed)
+                self.wait_inbound()
             };
             match item {
                 Inbound::Wake => {
@@ -307,6 +310,23 @@ impl SchemeSocket {
             }
         }
         Ok(Next::Packets)
+    }
+
+    /// The next item from the wire reader thread, watched for the busy-poll window (yielding
+    /// between looks) before this thread sleeps: a sleeping thread on an idle CPU costs a
+    /// wake-up through the hypervisor, as a pipe read does (see `busy_poll`).
+    fn wait_inbound(&self) -> Inbound {
+        let deadline = std::time::Instant::now() + self.busy_poll;
+        loop {
+            match self.inbound.try_recv() {
+                Ok(item) => return item,
+                Err(TryRecvError::Disconnected) => return Inbound::Closed,
+                Err(TryRecvError::Empty) if std::time::Instant::now() < deadline => {
+                    std::thread::yield_now();
+                }
+                Err(TryRecvError::Empty) => return self.inbound.recv().unwrap_or(Inbound::Closed),
+            }
+        }
     }
 
     /// Runs `fill` on the out-buffer of a pending request (a read, fpath or getdents packet),
