@@ -26,6 +26,9 @@
 //!   in the cache) are logged, not returned: with the proxy fuser's notifier calls report
 //!   success once the message is queued.
 //!
+//! fuse-in and fuse-out watch their input for the busy-poll window (`crate::busy_poll`) before
+//! they sleep, as the wire's readers do: each relay hop would otherwise cost a wake-up.
+//!
 //! `SOCK_SEQPACKET` keeps message boundaries, which fuser needs: it reads a whole request per
 //! `read(2)` and writes each reply with a single `writev(2)`.
 //!
@@ -62,7 +65,7 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
@@ -134,6 +137,8 @@ struct Shared {
     replies: AtomicU64,
     interrupts: AtomicU64,
     rejected: AtomicU64,
+    /// How long each relay thread watches its input before it sleeps (`busy_poll`).
+    busy_poll: std::time::Duration,
 }
 
 /// Starts relaying `device` (a mounted `/dev/fuse`, e.g. from
@@ -182,6 +187,7 @@ pub fn spawn(
         replies: AtomicU64::new(0),
         interrupts: AtomicU64::new(0),
         rejected: AtomicU64::new(0),
+        busy_poll: crate::busy_poll::window(),
     });
     let mut proxy = Proxy {
         shared: shared.clone(),
@@ -412,7 +418,9 @@ fn inward_loop(shared: &Shared, buf: &mut [u8], on_interrupt: &(dyn Fn(u64) + Se
             Ok(0) => break End::Unmounted,
             Ok(len) => len,
             Err(Errno::AGAIN) => {
-                if wait_for_device(shared) {
+                if crate::busy_poll::wait_readable(shared.device.as_fd(), shared.busy_poll)
+                    || wait_for_device(shared)
+                {
                     continue;
                 }
                 break End::Stopped;
@@ -564,7 +572,7 @@ fn write_to_device(shared: &Shared, msg: &[u8]) {
 /// fuse-out: socket → device.
 fn outward_loop(shared: &Shared, buf: &mut [u8], notify: Sender<Vec<u8>>) {
     loop {
-        let (copied, len) = match recv(&shared.socket, &mut *buf, RecvFlags::TRUNC) {
+        let (copied, len) = match receive_reply(shared, buf) {
             Ok(r) => r,
             Err(Errno::INTR) => continue,
             Err(e) => {
@@ -595,6 +603,18 @@ fn outward_loop(shared: &Shared, buf: &mut [u8], notify: Sender<Vec<u8>>) {
             }
         }
         write_to_device(shared, msg);
+    }
+}
+
+/// One message from fuser: taken at once if there is one, else watched for (`busy_poll`),
+/// else waited for.
+fn receive_reply(shared: &Shared, buf: &mut [u8]) -> Result<(usize, usize), Errno> {
+    match recv(&shared.socket, &mut *buf, RecvFlags::TRUNC | RecvFlags::DONTWAIT) {
+        Err(Errno::AGAIN) => {
+            crate::busy_poll::wait_readable(shared.socket.as_fd(), shared.busy_poll);
+            recv(&shared.socket, &mut *buf, RecvFlags::TRUNC)
+        }
+        other => other,
     }
 }
 
