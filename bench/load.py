@@ -127,11 +127,12 @@ def main():
     if sys.argv[1] == "--block":
         return block_reads(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     chan, chan_pid, ramfs, ramfs_pid = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-    reps = int(sys.argv[5]) if len(sys.argv) > 5 else 5
+    reps = int(sys.argv[5]) if len(sys.argv) > 5 else 15
     idle, busy = blocked_stat(chan, reps)
     row("stat_idle", "us", idle)
     row(f"stat_{os.environ.get('BLOCKED', '1000')}_blocked", "us", busy)
     row("stat_blocked_over_idle", "ratio", [statistics.median(busy) / statistics.median(idle)])
+    # The paired statistic: each blocked measurement over the idle one just before it.
     row("stat_blocked_over_idle_per_pair", "ratio", [b / i for b, i in zip(busy, idle)])
     (sm0, d0), (sm1, d1) = handles_rss(ramfs, ramfs_pid)
     row("rss_schememount_idle", "MiB", [sm0 / 1024])

@@ -5,7 +5,7 @@
 # unmounts (also on failure or Ctrl-C).
 #
 # usage: bench/load.sh        (builds in release mode; root or fusermount3; python3)
-#        REPS=5 (pairs of stat measurements, idle then blocked, of 2,000 stats each)
+#        REPS=15 (pairs of stat measurements, idle then blocked, of 2,000 stats each)
 #        BLOCKED=1000 (reads blocked in the second state; 0 shows the stat path's own spread)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,4 +32,4 @@ chan_pid=${pids[-1]}
 mount_fg ramfs "$work/ramfs"
 ramfs_pid=${pids[-1]}
 printf 'metric\tunit\tmedian\tmin\tmax\n'
-python3 bench/load.py "$work/chan" "$chan_pid" "$work/ramfs" "$ramfs_pid" "${REPS:-5}"
+python3 bench/load.py "$work/chan" "$chan_pid" "$work/ramfs" "$ramfs_pid" "${REPS:-15}"
