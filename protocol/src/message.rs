@@ -255,6 +255,19 @@ impl Frame {
     }
 }
 
+impl Reply {
+    /// What kind of answer this is, for logs and errors: "a value", "data", ...
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Reply::Value(_) => "a value",
+            Reply::Data(_) => "data",
+            Reply::Stat(_) => "a stat",
+            Reply::StatVfs(_) => "a statvfs",
+            Reply::Opened { .. } => "an opened handle",
+        }
+    }
+}
+
 impl Call {
     /// The Redox syscall's name, for logs.
     pub fn name(&self) -> &'static str {

@@ -665,14 +665,7 @@ fn data(reply: Reply) -> CallResult<Vec<u8>> {
 }
 
 fn wrong_shape(expected: &str, got: &Reply) -> CallError {
-    let got = match got {
-        Reply::Value(_) => "a value",
-        Reply::Data(_) => "data",
-        Reply::Stat(_) => "a stat",
-        Reply::StatVfs(_) => "a statvfs",
-        Reply::Opened { .. } => "an opened handle",
-    };
-    CallError::Protocol(format!("expected {expected}, daemon answered {got}"))
+    CallError::Protocol(format!("expected {expected}, daemon answered {}", got.kind()))
 }
 
 /// This process as a caller: pid, effective uid and gid.

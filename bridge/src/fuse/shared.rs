@@ -316,7 +316,7 @@ pub(crate) fn fd_of(result: CallResult<Reply>) -> FsResult<Fd> {
 pub(crate) fn value_of(result: CallResult<Reply>) -> FsResult<u64> {
     match result {
         Ok(Reply::Value(value)) => Ok(value),
-        Ok(_) => Err(LinuxErrno::EIO),
+        Ok(other) => Err(wrong_kind("a value", &other)),
         Err(err) => Err(errno::of(&err)),
     }
 }
@@ -325,7 +325,7 @@ pub(crate) fn value_of(result: CallResult<Reply>) -> FsResult<u64> {
 pub(crate) fn data_of(result: CallResult<Reply>) -> FsResult<Vec<u8>> {
     match result {
         Ok(Reply::Data(bytes)) => Ok(bytes.into_vec()),
-        Ok(_) => Err(LinuxErrno::EIO),
+        Ok(other) => Err(wrong_kind("data", &other)),
         Err(err) => Err(errno::of(&err)),
     }
 }
@@ -334,7 +334,7 @@ pub(crate) fn data_of(result: CallResult<Reply>) -> FsResult<Vec<u8>> {
 pub(crate) fn stat_of(result: CallResult<Reply>) -> FsResult<Stat> {
     match result {
         Ok(Reply::Stat(stat)) => Ok(stat),
-        Ok(_) => Err(LinuxErrno::EIO),
+        Ok(other) => Err(wrong_kind("a stat", &other)),
         Err(err) => Err(errno::of(&err)),
     }
 }
@@ -343,9 +343,15 @@ pub(crate) fn stat_of(result: CallResult<Reply>) -> FsResult<Stat> {
 pub(crate) fn opened_of(result: CallResult<Reply>) -> FsResult<(Fd, Stat)> {
     match result {
         Ok(Reply::Opened { fd, stat }) => Ok((fd, stat)),
-        Ok(_) => Err(LinuxErrno::EIO),
+        Ok(other) => Err(wrong_kind("an opened handle", &other)),
         Err(err) => Err(errno::of(&err)),
     }
+}
+
+/// A well-formed answer of the wrong kind (a hostile or broken daemon): logged, EIO.
+fn wrong_kind(expected: &str, got: &Reply) -> LinuxErrno {
+    log::warn!("daemon answered {} where {expected} was due; EIO", got.kind());
+    LinuxErrno::EIO
 }
 
 /// Collects the answers of several pipelined calls and finishes once all are in, with the

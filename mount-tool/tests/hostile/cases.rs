@@ -60,6 +60,7 @@ pub const CASES: &[(&str, Case)] = &[
     ("ghost-events", ghost_events),
     ("stall", stall),
     ("flood", flood),
+    ("compound", compound),
 ];
 
 fn show(outcome: &Option<Outcome>) -> String {
@@ -356,6 +357,32 @@ fn flood() -> Report {
     if let Some(line) = mount.bridge_lines_since(mark).first() {
         report.note(format!("logged: {line}"));
     }
+    survives(&mut report, &mut mount);
+    report
+}
+
+/// The daemon announced the compound calls, so lookups and creates use them; an answer of the
+/// wrong kind fails that one call with EIO and a logged reason.
+fn compound() -> Report {
+    let mut report = Report::default();
+    let mut mount = Mount::start("compound");
+    others_work(&mut report, &mount, "lookups by stat_path");
+    let mark = mount.mark();
+    let got = read(&mount, "bad", 16);
+    report.check(
+        got == Some(Outcome::Err(EIO)),
+        format!("lookup of bad answered with a value: {}", show(&got)),
+    );
+    reason_since(&mut report, &mount, mark, "a stat_path answered with a value");
+    let mark = mount.mark();
+    let got = Probe::run("create", &mount.path("new"), "", QUICK);
+    report.check(
+        got == Some(Outcome::Err(EIO)),
+        format!("create answered with a bare stat: {}", show(&got)),
+    );
+    reason_since(&mut report, &mount, mark, "an open_stat answered with a stat");
+    hold_is_interruptible(&mut report, &mount);
+    others_work(&mut report, &mount, "after answers of the wrong kind");
     survives(&mut report, &mut mount);
     report
 }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use scheme_protocol::{
     handshake, hello, Call, Errno, Fd, Frame, FrameReader, FrameWriter, Reply, Response, Stat, Tag,
-    MAX_FRAME,
+    FEATURE_COMPOUND, MAX_FRAME,
 };
 
 /// `good`'s content (a regular file of this size).
@@ -60,6 +60,9 @@ pub enum Mode {
     Stall,
     /// Opening `bad` starts a flood of [`flood_events`] events.
     Flood,
+    /// Announces the compound calls, runs them honestly, except that a `StatPath` of `bad` is
+    /// answered with a value and every `OpenStat` (a create) with a stat and no handle.
+    Compound,
 }
 
 impl Mode {
@@ -75,6 +78,7 @@ impl Mode {
             "ghost-events" => Mode::GhostEvents,
             "stall" => Mode::Stall,
             "flood" => Mode::Flood,
+            "compound" => Mode::Compound,
             _ => return None,
         })
     }
@@ -111,7 +115,11 @@ pub fn run(mode: Mode) -> i32 {
     let stdout = File::from(std::io::stdout().as_fd().try_clone_to_owned().expect("stdout"));
     let mut reader = FrameReader::new(std::io::stdin().lock(), MAX_FRAME);
     let mut writer = FrameWriter::new(stdout, MAX_FRAME);
-    if let Err(err) = handshake(&mut reader, &mut writer, &hello("hostile", MAX_FRAME)) {
+    let mut ours = hello("hostile", MAX_FRAME);
+    if mode == Mode::Compound {
+        ours.features |= FEATURE_COMPOUND;
+    }
+    if let Err(err) = handshake(&mut reader, &mut writer, &ours) {
         say(&format!("handshake failed: {err}"));
         return 1;
     }
@@ -163,7 +171,9 @@ impl Daemon {
 
     fn node_of(&self, call: &Call) -> Option<Node> {
         match call {
-            Call::Open { path, .. } => node_at(path),
+            Call::Open { path, .. } | Call::StatPath { path } | Call::OpenStat { path, .. } => {
+                node_at(path)
+            }
             other => other.fd().and_then(|fd| self.open.get(&fd.0)).map(|(node, _)| *node),
         }
     }
@@ -195,6 +205,14 @@ impl Daemon {
             }
             (Call::Write { data, .. }, Ok(_), true, Mode::Oversize) => {
                 Ok(Reply::Value(data.len() as u64 + 4096))
+            }
+            (Call::StatPath { .. }, Ok(_), true, Mode::Compound) => {
+                say(&format!("answering stat_path tag {} of bad with a value", tag.0));
+                Ok(Reply::Value(3))
+            }
+            (Call::OpenStat { .. }, _, _, Mode::Compound) => {
+                say(&format!("answering open_stat tag {} with a bare stat", tag.0));
+                Ok(Reply::Stat(stat_of(Node::Good)))
             }
             _ => response,
         };
@@ -271,6 +289,18 @@ impl Daemon {
                     self.next_fd += 1;
                     self.open.insert(self.next_fd, (node, 0));
                     Ok(Reply::Value(self.next_fd))
+                }
+                None if flags & O_CREAT != 0 => Err(Errno::EACCES),
+                None => Err(Errno::ENOENT),
+            },
+            (Call::StatPath { path }, _) => {
+                node_at(path).map(stat_of).map(Reply::Stat).ok_or(Errno::ENOENT)
+            }
+            (Call::OpenStat { path, flags }, _) => match node_at(path) {
+                Some(node) => {
+                    self.next_fd += 1;
+                    self.open.insert(self.next_fd, (node, 0));
+                    Ok(Reply::Opened { fd: Fd(self.next_fd), stat: stat_of(node) })
                 }
                 None if flags & O_CREAT != 0 => Err(Errno::EACCES),
                 None => Err(Errno::ENOENT),

@@ -353,6 +353,7 @@ pub fn probe_main() -> i32 {
             .and_then(|mut f| f.write(var("HOSTILE_ARG").as_bytes()))
             .map(|n| n.to_string().into_bytes()),
         "poll" => poll(&path, var("HOSTILE_ARG").parse().unwrap_or(1000)),
+        "create" => std::fs::File::create(&path).map(|_| b"created".to_vec()),
         "ls" => std::fs::read_dir(&path).and_then(|dir| {
             let mut names = dir
                 .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
