@@ -270,6 +270,12 @@ impl Mounted {
             let _ = self.kernel.unmount();
             aborted
         });
+        // Stopping the daemons first fails the calls they still hold (blocked reads of a busy
+        // mount) while the relay still carries their EIO answers, which the disconnected device
+        // then refuses quietly; after the relay, fuser would log each one's EPIPE.
+        for scheme in &self.shared.schemes {
+            scheme.backend.shutdown();
+        }
         if let Some(session) = self.session.take() {
             join_within(session, SESSION_GRACE);
         }
@@ -279,9 +285,6 @@ impl Mounted {
         self.stop_events.take();
         for thread in self.event_threads.drain(..) {
             let _ = thread.join();
-        }
-        for scheme in &self.shared.schemes {
-            scheme.backend.shutdown();
         }
         result
     }
