@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # What busy polling buys and what it costs. Mounts ramfs twice, with -o busy_poll=0 (each end
 # of the wire blocks in read at once) and with the default window, and runs the same
-# workloads on both: 4 KiB O_DIRECT preads and create/stat/unlink. For each it prints the
+# workloads on both: 4 KiB O_DIRECT preads and create/stat/unlink. With SCHEME=chan it mounts
+# chan instead (a parking daemon behind the interrupt relay, where three more threads poll)
+# and times stats of a listener. For each it prints the
 # median (min-max) time per operation over REPS runs, and the CPU time the mount and its
 # daemon used per operation (their threads' schedstat, so the CPU busy polling burns shows).
 #
 # usage: bench/busy.sh             (as root; builds in release mode)
 #        PIN=cpu0 bench/busy.sh    (everything on CPU 0, where busy polling turns itself off)
+#        SCHEME=chan bench/busy.sh (stat of a chan listener)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPS=${REPS:-5} COUNT=${COUNT:-20000} FILES=${FILES:-2000} WINDOW=${WINDOW:-50} PIN=${PIN:-none}
+SCHEME=${SCHEME:-ramfs}
+case $SCHEME in ramfs) WORKLOADS=(pread meta) ;; chan) WORKLOADS=(stat) ;; *) echo "SCHEME: ramfs or chan" >&2; exit 2 ;; esac
 case $PIN in none) PINCMD=() ;; cpu0) PINCMD=(taskset -c 0) ;; *) echo "PIN: none or cpu0" >&2; exit 2 ;; esac
 cargo build --release -q --bin schememount --bin schemebench
 SM=target/release/schememount
@@ -26,7 +31,7 @@ trap cleanup EXIT
 # mount WINDOW: a foreground schememount with that busy-poll window; prints its pid
 mount_with() {
     mkdir -p "$work/w$1"
-    "${PINCMD[@]}" "$SM" -f -o "busy_poll=$1" ramfs "$work/w$1" </dev/null >"$work/log$1" 2>&1 &
+    "${PINCMD[@]}" "$SM" -f -o "busy_poll=$1" "$SCHEME" "$work/w$1" </dev/null >"$work/log$1" 2>&1 &
     pids+=($!)
     for _ in $(seq 200); do findmnt -rn -M "$work/w$1" >/dev/null && return; sleep 0.05; done
     echo "busy.sh: mount with busy_poll=$1 failed: $(cat "$work/log$1")" >&2
@@ -49,6 +54,7 @@ one() {
     meta) # its first line: files per second over create, stat and unlink
         out=$("${PINCMD[@]}" $SB fs "$dir" --workload meta --count "$FILES")
         out=${out%%$'\n'*} ops=$FILES ;;
+    stat) out=$("${PINCMD[@]}" $SB fs "$dir" --workload stat --count "$COUNT"); ops=$COUNT ;;
     esac
     after=$(cpu_ns "$pid")
     awk -v line="$out" -v cpu=$((after - before)) -v ops="$ops" -v w="$3" 'BEGIN {
@@ -63,10 +69,10 @@ mount_with 0
 off_pid=${pids[-1]}
 mount_with "$WINDOW"
 on_pid=${pids[-1]}
-echo "$(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'): placement ${PIN}; busy_poll=0 vs busy_poll=$WINDOW; $REPS runs; $(nproc) CPUs"
+echo "$(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'): $SCHEME, placement ${PIN}; busy_poll=0 vs busy_poll=$WINDOW; $REPS runs; $(nproc) CPUs"
 printf '| %-28s | %-20s | %-20s | %-8s |\n' "workload, per operation" "busy_poll=0" "busy_poll=$WINDOW" "ratio"
 printf '|%s|%s|%s|%s|\n' "------------------------------" "----------------------" "----------------------" "----------"
-for workload in pread meta; do
+for workload in "${WORKLOADS[@]}"; do
     offs=() ons=()
     for _ in $(seq "$REPS"); do # interleaved, so both see the same machine state
         offs+=("$(one 0 "$off_pid" $workload)")

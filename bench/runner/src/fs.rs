@@ -46,6 +46,8 @@ pub(crate) enum Workload {
     Meta,
     LsL,
     Openread,
+    /// stat of one name held open (on chan a listener, which exists only while open).
+    Stat,
 }
 
 #[derive(Debug, Args)]
@@ -67,7 +69,8 @@ pub(crate) struct FsArgs {
     /// pread: bytes per pread (always O_DIRECT), at most 1m.
     #[arg(long, default_value = "1", value_parser = parse_size)]
     io_size: usize,
-    /// How many: preads (default 20000), files (meta 2000, ls-l 1000), opens (openread 5000).
+    /// How many: preads (default 20000), files (meta 2000, ls-l 1000), opens (openread 5000),
+    /// stats (stat 20000).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     count: Option<u64>,
 }
@@ -96,6 +99,7 @@ impl FsArgs {
             ],
             Workload::LsL => vec![("ls_l_cold_ms".into(), "ms")],
             Workload::Openread => vec![("openread_ops_per_s".into(), "ops/s")],
+            Workload::Stat => vec![("stat_us".into(), "us/op")],
         }
     }
 
@@ -103,7 +107,11 @@ impl FsArgs {
     pub(crate) fn run(&self) -> Result<Vec<Sample>> {
         ensure!(self.dir.is_dir(), "{} is not a directory", self.dir.display());
         let work = self.dir.join("schemebench");
-        fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
+        if self.workload != Workload::Stat {
+            // (stat needs no work directory, and a scheme like chan has no directories)
+            fs::create_dir_all(&work)
+                .with_context(|| format!("cannot create {}", work.display()))?;
+        }
         let values = match self.workload {
             Workload::WriteSeq => vec![self.write_seq(&work)?],
             Workload::ReadSeq => vec![self.read_seq(&work)?],
@@ -111,6 +119,7 @@ impl FsArgs {
             Workload::Meta => self.meta(&work)?,
             Workload::LsL => vec![self.ls_l(&work)?],
             Workload::Openread => vec![self.openread(&work)?],
+            Workload::Stat => vec![self.stat()?],
         };
         Ok(self
             .metrics()
@@ -243,6 +252,28 @@ impl FsArgs {
             Value::Number(us_per_op(count, statted - created)),
             Value::Number(us_per_op(count, unlinked - statted)),
         ])
+    }
+
+    fn stat(&self) -> Result<Value> {
+        let count = self.count(20_000);
+        let path = self.dir.join("schemebench-stat");
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create(true).mode(0o600);
+        let held =
+            options.open(&path).with_context(|| format!("create {} failed", path.display()))?;
+        let stat =
+            || fs::metadata(&path).with_context(|| format!("stat {} failed", path.display()));
+        for _ in 0..WARM_UP {
+            stat()?;
+        }
+        let started = Instant::now();
+        for _ in 0..count {
+            stat()?;
+        }
+        let took = started.elapsed();
+        drop(held);
+        let _ = fs::remove_file(&path); // a chan listener is gone already
+        Ok(Value::Number(us_per_op(count, took)))
     }
 
     fn ls_l(&self, work: &Path) -> Result<Value> {
