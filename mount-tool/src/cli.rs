@@ -48,7 +48,8 @@ pub(crate) struct Cli {
     /// Mount options, comma separated: ro, allow_other, default_permissions, uid=N, gid=N,
     /// max_write=BYTES, max_bytes=BYTES (ramfs size), entry_timeout=SECONDS and
     /// attr_timeout=SECONDS (how long the kernel caches names and attributes; 0 by default,
-    /// since scheme names come and go; 1 for ramfs), noauto_unmount, intr and nointr (the
+    /// since scheme names come and go; 1 for ramfs; while attributes are cached, file data is
+    /// too, across opens, until a refresh shows the file changed), noauto_unmount, intr and nointr (the
     /// interrupt relay that lets Ctrl-C cancel a blocked call: on by default, off by default
     /// for null, zero, rand and ramfs, whose calls never block), max_requests=N (daemon calls
     /// in flight per mount and per daemon, EAGAIN beyond; 32768 and 16384), max_handles=N (open

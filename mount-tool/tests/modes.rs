@@ -34,7 +34,7 @@ fn debug_traces_every_call_and_prints_a_summary_at_exit() {
     if !fuse_usable() {
         return;
     }
-    let mut traced = Traced::start("zero", &[]);
+    let mut traced = Traced::start(&["zero"], &[]);
     let dir = traced.dir.path().to_path_buf();
     let (_, out) = sh(&format!("head -c 5000 {}/x | wc -c", dir.display()));
     assert_eq!(out.trim(), "5000");
@@ -136,7 +136,7 @@ fn large_io_goes_through_the_payload_region_unless_it_is_turned_off() {
         return;
     }
     for region in ["1", "0"] {
-        let mut traced = Traced::start("ramfs", &[("SCHEME_BRIDGE_REGION", region)]);
+        let mut traced = Traced::start(&["ramfs"], &[("SCHEME_BRIDGE_REGION", region)]);
         let dir = traced.dir.path().to_path_buf();
         let script = format!(
             "set -e; head -c 3000000 /dev/urandom > {d}.src; cp {d}.src {d}/f; \
@@ -158,18 +158,46 @@ fn large_io_goes_through_the_payload_region_unless_it_is_turned_off() {
     }
 }
 
-/// `schememount -d SCHEME` in the foreground on a fresh directory, stopped (and its mount
-/// gone) when dropped, also when a test fails half-way.
+/// With attributes cached (ramfs's default) a file's data stays in the page cache across opens:
+/// reading it again makes no daemon read, and writes through the mount, in place or
+/// truncating, are seen at once. With `-o attr_timeout=0` every open reads from the daemon.
+#[test]
+fn file_data_is_cached_across_opens_while_attributes_are() {
+    if !fuse_usable() {
+        return;
+    }
+    for (args, daemon_reads) in [(&["ramfs"][..], 3), (&["-o", "attr_timeout=0", "ramfs"][..], 5)] {
+        let mut traced = Traced::start(args, &[]);
+        let script = format!(
+            "set -e; cd {d}; printf hello > f; cat f; cat f; cat f; \
+             printf J | dd of=f conv=notrunc status=none; cat f; printf HELLO > f; cat f",
+            d = traced.dir.path().display()
+        );
+        let (status, out) = sh(&script);
+        let (_, trace) = traced.finish();
+        assert!(status.success(), "{args:?}: {out}");
+        assert_eq!(out, "hellohellohelloJelloHELLO", "{args:?}");
+        // Cached: the first cat, then one read after each write (it changes the mtime the
+        // daemon reports, and the kernel drops the file's pages when it sees that). Uncached:
+        // one per cat.
+        let reads = trace.matches(" read fd=").count();
+        assert_eq!(reads, daemon_reads, "{args:?}: {trace}");
+    }
+}
+
+/// `schememount -d ARGS` (options and a scheme) in the foreground on a fresh directory,
+/// stopped (and its mount gone) when dropped, also when a test fails half-way.
 struct Traced {
     dir: tempfile::TempDir,
     child: Option<std::process::Child>,
 }
 
 impl Traced {
-    fn start(scheme: &str, env: &[(&str, &str)]) -> Traced {
+    fn start(args: &[&str], env: &[(&str, &str)]) -> Traced {
         let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(SCHEMEMOUNT)
-            .args(["-d", scheme])
+            .arg("-d")
+            .args(args)
             .arg(dir.path())
             .env("SCHEMEMOUNT_STATUS_PIPE", "1")
             .envs(env.iter().copied())

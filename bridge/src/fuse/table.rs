@@ -196,7 +196,7 @@ impl SchemeFs {
             let register = move |shared: &Shared, reply: ReplyOpen| {
                 let handle = Handle::new((node.scheme, fd), stream, redox_flags, slot);
                 let fh = shared.handles.insert(handle.of_node(ino.0));
-                reply.opened(FileHandle(fh), open_flags(stream));
+                reply.opened(FileHandle(fh), open_flags(stream, shared));
             };
             if shared.inodes().epoch() == epoch {
                 return register(&shared, reply);
@@ -282,9 +282,15 @@ impl SchemeFs {
     }
 }
 
-fn open_flags(stream: bool) -> FopenFlags {
+/// FUSE open flags: streams bypass the page cache. A file's cached pages survive its opens
+/// while attributes are cached (`-o attr_timeout`, 1 s for ramfs): the kernel drops them when
+/// a refresh of the attributes shows the file changed (`FUSE_AUTO_INVAL_DATA`), and writes
+/// through the mount keep them current. With attributes uncached every open drops them.
+fn open_flags(stream: bool, shared: &Shared) -> FopenFlags {
     if stream {
         FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NONSEEKABLE | FopenFlags::FOPEN_STREAM
+    } else if !shared.ttl.attr.is_zero() {
+        FopenFlags::FOPEN_KEEP_CACHE
     } else {
         FopenFlags::empty()
     }
@@ -307,6 +313,10 @@ impl Filesystem for SchemeFs {
             // Attributes that are cached can come with the listing (`ls -l` then makes no
             // lookups); uncached ones would be asked for again anyway.
             wanted |= InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO;
+        }
+        if !self.shared.ttl.attr.is_zero() {
+            // Cached file data is dropped when a refresh shows the file changed (open_flags).
+            wanted |= InitFlags::FUSE_AUTO_INVAL_DATA;
         }
         if let Err(missing) = config.add_capabilities(wanted) {
             log::warn!("kernel lacks {missing:?}");
@@ -850,7 +860,7 @@ impl Filesystem for SchemeFs {
             let fh = shared.handles.insert(handle.of_node(ino));
             let attr = attr::from_stat(ino, &stat, shared.owner);
             let ttl = shared.ttl.attr_for(kind).min(shared.ttl.entry);
-            reply.created(&ttl, &attr, GENERATION, FileHandle(fh), open_flags(stream));
+            reply.created(&ttl, &attr, GENERATION, FileHandle(fh), open_flags(stream, &shared));
         });
     }
 
