@@ -7,56 +7,61 @@ use std::sync::Arc;
 use fuser::{
     Errno as LinuxErrno, FileType, INodeNo, ReplyDirectory, ReplyEmpty, ReplyEntry, Request,
 };
-use scheme_protocol::{Bytes, Call, Caller};
+use scheme_protocol::{Bytes, Call, Caller, Stat};
 use syscall::flag::{O_NOFOLLOW, O_STAT, SEEK_SET};
 
 use super::attr;
 use super::dir::{self, Entry};
 use super::handles::Handle;
 use super::inodes::{Kind, NAMESPACE};
-use super::shared::{data_of, value_of, FsResult};
+use super::shared::{data_of, value_of, FsResult, Shared};
 use super::table::SchemeFs;
 
 impl SchemeFs {
-    /// Creates `path` with `flags` (mkdir, symlink), writes `content` into it if given, and
-    /// answers the entry from an fstat of the new node.
+    /// mkdir: creates `path` with `flags` (`O_CREAT | O_DIRECTORY | O_EXCL` and the mode) and
+    /// answers the entry from its fstat (one `OpenStat` where the daemon runs compounds); FUSE
+    /// request `unique` can interrupt it.
+    pub(crate) fn make_dir(
+        &self,
+        unique: u64,
+        (scheme, caller): (usize, Caller),
+        path: String,
+        flags: usize,
+        reply: ReplyEntry,
+    ) {
+        let shared = Arc::clone(&self.shared);
+        let name = path.clone();
+        self.shared.open_stat(unique, (scheme, caller), name, flags, move |opened| {
+            let stat = opened.map(|(fd, stat)| {
+                shared.close_quietly(scheme, caller, fd);
+                stat
+            });
+            answer_new_node(&shared, scheme, &path, true, stat, reply);
+        });
+    }
+
+    /// symlink: creates `path` with `flags`, writes `content` into it, and answers the entry
+    /// from an fstat of the new node.
     pub(crate) fn create_node(
         &self,
         caller: Caller,
         scheme: usize,
         path: String,
         flags: usize,
-        content: Option<Vec<u8>>,
+        content: Vec<u8>,
         reply: ReplyEntry,
     ) {
         let shared = Arc::clone(&self.shared);
-        let want_dir = content.is_none();
         self.shared.with_open(scheme, caller, &path.clone(), flags, move |fd| {
             let fd = match fd {
                 Ok(fd) => fd,
                 Err(err) => return reply.error(err),
             };
-            if let Some(content) = content {
-                let write = Call::Write { fd, data: Bytes::from(content) };
-                shared.call(scheme, caller, write, |_| {});
-            }
+            let write = Call::Write { fd, data: Bytes::from(content) };
+            shared.call(scheme, caller, write, |_| {});
             let inner = Arc::clone(&shared);
-            shared.fstat(scheme, caller, fd, move |stat| match stat {
-                // A scheme that makes something else of O_DIRECTORY (chan makes a listener)
-                // cannot make directories.
-                Ok(stat) if want_dir && attr::kind_of(&stat) != Kind::Dir => {
-                    reply.error(LinuxErrno::EPERM)
-                }
-                Ok(stat) => {
-                    let ino =
-                        inner.inodes().lookup(scheme, &path, attr::kind_of(&stat), stat.st_ino);
-                    reply.entry(
-                        &std::time::Duration::ZERO,
-                        &attr::from_stat(ino, &stat, inner.owner),
-                        fuser::Generation(0),
-                    );
-                }
-                Err(err) => reply.error(err),
+            shared.fstat(scheme, caller, fd, move |stat| {
+                answer_new_node(&inner, scheme, &path, false, stat, reply);
             });
         });
     }
@@ -258,5 +263,26 @@ impl SchemeFs {
             }
             Err(err) => reply.error(err),
         });
+    }
+}
+
+/// The entry of node `path` that was just made, from its fstat. A scheme that makes something
+/// else of `O_DIRECTORY` (chan makes a listener) cannot make directories: EPERM.
+fn answer_new_node(
+    shared: &Shared,
+    scheme: usize,
+    path: &str,
+    want_dir: bool,
+    stat: FsResult<Stat>,
+    reply: ReplyEntry,
+) {
+    match stat {
+        Ok(stat) if want_dir && attr::kind_of(&stat) != Kind::Dir => reply.error(LinuxErrno::EPERM),
+        Ok(stat) => {
+            let ino = shared.inodes().lookup(scheme, path, attr::kind_of(&stat), stat.st_ino);
+            let attr = attr::from_stat(ino, &stat, shared.owner);
+            reply.entry(&std::time::Duration::ZERO, &attr, fuser::Generation(0));
+        }
+        Err(err) => reply.error(err),
     }
 }

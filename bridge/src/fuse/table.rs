@@ -463,7 +463,7 @@ impl Filesystem for SchemeFs {
             Err(err) => return reply.error(err),
         };
         let flags = flags::with_mode(O_CREAT | O_DIRECTORY | O_EXCL, mode, umask);
-        self.create_node(caller(req), scheme, path, flags, None, reply);
+        self.make_dir(req.unique().0, (scheme, caller(req)), path, flags, reply);
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -488,7 +488,7 @@ impl Filesystem for SchemeFs {
         };
         let Some(target) = target.to_str() else { return reply.error(LinuxErrno::EINVAL) };
         let flags = O_CREAT | O_EXCL | O_SYMLINK | O_WRONLY | 0o777;
-        self.create_node(caller(req), scheme, path, flags, Some(target.as_bytes().to_vec()), reply);
+        self.create_node(caller(req), scheme, path, flags, target.as_bytes().to_vec(), reply);
     }
 
     fn rename(
