@@ -72,16 +72,22 @@ fn window_from_env(value: Option<&str>) -> Duration {
 /// Watches `fd` for up to `window`, yielding between looks; whether it became readable (or
 /// hung up: a read will not block either way).
 pub(crate) fn wait_readable(fd: BorrowedFd<'_>, window: Duration) -> bool {
+    watch(window, || ready_now(fd).then_some(())).is_some()
+}
+
+/// Looks with `look` for up to `window`, yielding the CPU between looks: what the first
+/// successful look found, or `None` once the window is over (at once for a zero window).
+pub(crate) fn watch<T>(window: Duration, mut look: impl FnMut() -> Option<T>) -> Option<T> {
     if window.is_zero() {
-        return false;
+        return None;
     }
     let deadline = Instant::now() + window;
     loop {
-        if ready_now(fd) {
-            return true;
+        if let Some(found) = look() {
+            return Some(found);
         }
         if Instant::now() >= deadline {
-            return false;
+            return None;
         }
         std::thread::yield_now(); // sched_yield(2)
     }

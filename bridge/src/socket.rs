@@ -316,17 +316,12 @@ impl SchemeSocket {
     /// between looks) before this thread sleeps: a sleeping thread on an idle CPU costs a
     /// wake-up through the hypervisor, as a pipe read does (see `busy_poll`).
     fn wait_inbound(&self) -> Inbound {
-        let deadline = std::time::Instant::now() + self.busy_poll;
-        loop {
-            match self.inbound.try_recv() {
-                Ok(item) => return item,
-                Err(TryRecvError::Disconnected) => return Inbound::Closed,
-                Err(TryRecvError::Empty) if std::time::Instant::now() < deadline => {
-                    std::thread::yield_now();
-                }
-                Err(TryRecvError::Empty) => return self.inbound.recv().unwrap_or(Inbound::Closed),
-            }
-        }
+        let found = crate::busy_poll::watch(self.busy_poll, || match self.inbound.try_recv() {
+            Ok(item) => Some(item),
+            Err(TryRecvError::Disconnected) => Some(Inbound::Closed),
+            Err(TryRecvError::Empty) => None,
+        });
+        found.unwrap_or_else(|| self.inbound.recv().unwrap_or(Inbound::Closed))
     }
 
     /// Runs `fill` on the out-buffer of a pending request (a read, fpath or getdents packet),

@@ -368,18 +368,23 @@ fn nonblocking_socket_reports_would_block() {
     assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock);
 }
 
-/// The compound calls of both loops: the raw Redox loop and `serve_block_mut`.
-fn both_loops(scheme: impl Fn() -> Mailbox) -> Vec<(Client, thread::JoinHandle<()>)> {
-    vec![spawn_raw(scheme()), spawn_served(scheme())]
+/// A client, its daemon thread and the handles its mailbox closed.
+type Served = (Client, thread::JoinHandle<()>, Arc<Mutex<Vec<usize>>>);
+
+/// A mailbox behind each loop, the raw Redox loop and `serve_block_mut`, one after the other,
+/// each recording its own closes.
+fn both_loops() -> impl Iterator<Item = Served> {
+    type Spawn = fn(Mailbox) -> (Client, thread::JoinHandle<()>);
+    [spawn_raw as Spawn, spawn_served].into_iter().map(|spawn| {
+        let closed = Arc::new(Mutex::new(Vec::new()));
+        let (client, daemon) = spawn(Mailbox { closed: Arc::clone(&closed), ..Mailbox::default() });
+        (client, daemon, closed)
+    })
 }
 
 #[test]
 fn stat_path_answers_a_stat_and_closes_the_handle_it_opened() {
-    let closed = Arc::new(Mutex::new(Vec::new()));
-    for (client, daemon) in
-        both_loops(|| Mailbox { closed: Arc::clone(&closed), ..Mailbox::default() })
-    {
-        closed.lock().unwrap().clear();
+    for (client, daemon, closed) in both_loops() {
         assert!(client.compound(), "the daemon side announces compound calls");
         let Ok(Reply::Stat(stat)) = client.call(Call::StatPath { path: "m".into() }) else {
             panic!("a stat_path is answered with a stat");
@@ -396,10 +401,7 @@ fn stat_path_answers_a_stat_and_closes_the_handle_it_opened() {
 
 #[test]
 fn open_stat_answers_the_handle_with_its_stat_and_keeps_it_open() {
-    let closed = Arc::new(Mutex::new(Vec::new()));
-    for (client, daemon) in
-        both_loops(|| Mailbox { closed: Arc::clone(&closed), ..Mailbox::default() })
-    {
+    for (client, daemon, closed) in both_loops() {
         let opened = client.call(Call::OpenStat { path: "m".into(), flags: 0 });
         let Ok(Reply::Opened { fd, stat }) = opened else { panic!("got {opened:?}") };
         assert_eq!((fd, stat.st_size), (Fd(1), 0));
@@ -413,11 +415,7 @@ fn open_stat_answers_the_handle_with_its_stat_and_keeps_it_open() {
 
 #[test]
 fn a_compound_answers_the_first_error_and_closes_what_it_opened() {
-    let closed = Arc::new(Mutex::new(Vec::new()));
-    for (client, daemon) in
-        both_loops(|| Mailbox { closed: Arc::clone(&closed), ..Mailbox::default() })
-    {
-        closed.lock().unwrap().clear();
+    for (client, daemon, closed) in both_loops() {
         let missing = client.call(Call::StatPath { path: "missing".into() });
         assert_eq!(missing, Err(CallError::Errno(Errno::ENOENT)));
         let unstattable = client.call(Call::OpenStat { path: "nostat".into(), flags: 0 });
