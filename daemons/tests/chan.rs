@@ -7,7 +7,7 @@ mod util;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use scheme_bridge::{CallError, Client};
+use scheme_bridge::{CallError, Client, Limits};
 use scheme_protocol::{Call, Caller, Errno, Fd, Reply};
 use syscall::flag::{
     EVENT_READ, EVENT_WRITE, F_GETFL, F_SETFL, O_CREAT, O_EXCL, O_NONBLOCK, O_RDWR,
@@ -178,4 +178,31 @@ fn a_leaving_leader_hands_the_wire_to_a_blocked_caller() {
     let answer = done_rx.recv_timeout(Duration::from_secs(5)).expect("the follower got its answer");
     assert_eq!(answer.unwrap(), b"two");
     follower.join().unwrap().expect("the answer was taken");
+}
+
+/// A caller blocked in a call with no reader thread sleeps on the wire (the leader), with no
+/// timer. When its call is failed other than from the wire (here by the watchdog's call
+/// timeout, while the daemon is stopped, so that no answer or end of file can come), the
+/// client's bell must wake it at once.
+#[test]
+fn a_leader_asleep_on_the_wire_wakes_when_its_call_times_out() {
+    use rustix::process::{kill_process, Pid, Signal};
+    let client = spawn("chand", "chan");
+    let timeout = Duration::from_millis(300);
+    client.set_limits(Limits { call_timeout: Some(timeout), ..Limits::default() });
+    let listener = client.open("frozen", O_CREAT | O_RDWR).unwrap();
+    let daemon = Pid::from_raw(client.daemon_pid().unwrap() as i32).unwrap();
+    kill_process(daemon, Signal::STOP).unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let started = Instant::now();
+    let leader = {
+        let client = client.clone();
+        thread::spawn(move || done_tx.send(client.fcntl(listener, F_GETFL, 0)))
+    };
+    let answer = done_rx.recv_timeout(PROMPTLY);
+    kill_process(daemon, Signal::CONT).unwrap();
+    let answer = answer.expect("the leader woke up");
+    assert_eq!(answer, Err(CallError::Errno(Errno::EIO)));
+    assert!(started.elapsed() >= timeout);
+    leader.join().unwrap().unwrap();
 }

@@ -4,6 +4,7 @@
 //! stalls, `EIO` and `EINTR`; the stream and every other call carry on.
 
 use std::collections::HashMap;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -146,6 +147,10 @@ pub(super) struct Calls {
     limits: Mutex<Limits>,
     pub(super) closed: Receiver<()>,
     pub(super) trace: OnceLock<Arc<Trace>>,
+    /// Rung when a blocked thread's call is answered other than from the wire (a timeout, an
+    /// ignored cancel, a broken stream), so that a leader asleep on the wire wakes up to see
+    /// it. `None` if no eventfd could be made: leaders then look every `LEAD_TICK`.
+    bell: Option<OwnedFd>,
 }
 
 impl Calls {
@@ -157,6 +162,26 @@ impl Calls {
             limits: Mutex::new(Limits::default()),
             closed,
             trace: OnceLock::new(),
+            bell: make_bell(),
+        }
+    }
+
+    /// The bell's descriptor, readable once rung, to wait on beside the wire.
+    pub(super) fn bell(&self) -> Option<BorrowedFd<'_>> {
+        self.bell.as_ref().map(AsFd::as_fd)
+    }
+
+    /// Wakes a leader waiting on the wire and the bell (see `bell`).
+    fn ring(&self) {
+        if let Some(bell) = &self.bell {
+            let _ = rustix::io::write(bell, &1u64.to_ne_bytes());
+        }
+    }
+
+    /// Silences the bell after a leader woke on it.
+    pub(super) fn hush(&self) {
+        if let Some(bell) = &self.bell {
+            let _ = rustix::io::read(bell, &mut [0u8; 8]);
         }
     }
 
@@ -260,6 +285,7 @@ impl Calls {
             }
         }
         let mut timed_out = Vec::new();
+        let overdue_is_empty = overdue.is_empty();
         for (tag, entry) in overdue {
             let errno = if entry.cancel_deadline.is_some() {
                 Errno::EINTR
@@ -276,6 +302,9 @@ impl Calls {
                 trace.finished(tag, &result);
             }
             entry.waiter.finish(result);
+        }
+        if !overdue_is_empty {
+            self.ring();
         }
         timed_out
     }
@@ -294,6 +323,7 @@ impl Calls {
             }
             entry.waiter.finish(Err(CallError::Disconnected(why.clone())));
         }
+        self.ring();
         // Only now tell `closed()` watchers, so that every failed call is answered before
         // anyone reacts to the close (a mount aborting its connection, say).
         drop(alive);
@@ -303,6 +333,14 @@ impl Calls {
     pub(super) fn is_dead(&self) -> bool {
         self.lock().dead.is_some()
     }
+}
+
+/// A non-blocking eventfd for [`Calls::ring`].
+fn make_bell() -> Option<OwnedFd> {
+    use rustix::event::{eventfd, EventfdFlags};
+    eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
+        .map_err(|err| warn!("no eventfd for waking blocked callers ({err}); they poll instead"))
+        .ok()
 }
 
 #[cfg(test)]

@@ -28,7 +28,8 @@ pub(super) enum Wake {
     Lead,
 }
 
-/// How long a leader waits for the wire before looking for an answer given by the watchdog.
+/// How long a leader waits for the wire before looking for an answer given by the watchdog,
+/// when there is no bell to wake it (`Calls::bell`).
 const LEAD_TICK: Duration = Duration::from_millis(100);
 
 /// The daemon's side of the pipe pair, framed.
@@ -79,7 +80,7 @@ fn lead(
             Ok(Wake::Lead) | Err(TryRecvError::Empty) => {}
             Err(TryRecvError::Disconnected) => return None,
         }
-        if !readable(wire) {
+        if !readable(wire, calls) {
             continue;
         }
         if let Err(why) = read_one(&mut wire.frames, calls, events) {
@@ -88,8 +89,10 @@ fn lead(
     }
 }
 
-/// Whether a frame can be read without waiting more than [`LEAD_TICK`].
-fn readable(wire: &WireIn) -> bool {
+/// Waits until a frame can be read (true) or the bell rang (false). Without a bell it waits
+/// at most [`LEAD_TICK`]. With one it sets no timeout: arming a timer for every round trip
+/// cost 0.4 µs of a 5 µs pinned one on a virtual machine.
+fn readable(wire: &WireIn, calls: &Calls) -> bool {
     if !wire.frames.get_ref().buffer().is_empty() {
         return true;
     }
@@ -97,9 +100,19 @@ fn readable(wire: &WireIn) -> bool {
     if crate::busy_poll::wait_readable(fd.as_fd(), wire.busy_poll) {
         return true;
     }
-    let mut fds = [PollFd::new(fd, PollFlags::IN)];
-    let timeout = Timespec::try_from(LEAD_TICK).ok();
-    matches!(poll(&mut fds, timeout.as_ref()), Ok(n) if n > 0)
+    let Some(bell) = calls.bell() else {
+        let mut fds = [PollFd::new(fd, PollFlags::IN)];
+        let timeout = Timespec::try_from(LEAD_TICK).ok();
+        return matches!(poll(&mut fds, timeout.as_ref()), Ok(n) if n > 0);
+    };
+    let mut fds = [PollFd::new(fd, PollFlags::IN), PollFd::new(&bell, PollFlags::IN)];
+    if poll(&mut fds, None).is_err() {
+        return false; // EINTR: look at the answer channel, then wait again
+    }
+    if !fds[1].revents().is_empty() {
+        calls.hush();
+    }
+    !fds[0].revents().is_empty()
 }
 
 /// Reads one frame and hands it on; `Err` with the reason when the stream is over.
