@@ -3,9 +3,10 @@
 //! side makes it and divides it into slots; a `ReadRegion`/`WriteRegion` call names a slot by
 //! byte offset, and only small frames cross the pipe.
 //!
-//! Each side treats the region as the other side's memory: no Rust reference into it is ever
-//! formed, and the only accesses are the bounded raw copies below, so a peer that writes to it
-//! at any time can garble payload bytes but break nothing else.
+//! Each side treats the region as the other side's memory: the only accesses are the bounded
+//! raw copies below, and the one slice ever formed over it ([`Region::shared_bytes`]) goes
+//! straight to the kernel, never read by Rust code. So a peer that writes to it at any time can
+//! garble payload bytes but break nothing else.
 
 #![allow(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -102,6 +103,22 @@ impl Region {
         // meanwhile garbles them, which is its own payload.
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), addr as *mut u8, data.len()) };
         true
+    }
+
+    /// The `len` bytes at `at` as a slice, to hand to a system call that copies them (the reply
+    /// to a FUSE read: this skips copying a read's answer out of its slot first); `None` if
+    /// they do not lie inside the region.
+    ///
+    /// # Safety
+    ///
+    /// The peer may change these bytes at any moment, so no Rust code may read through the
+    /// slice: it may only be given to the kernel, which copies whatever is there.
+    pub(crate) unsafe fn shared_bytes(&self, at: u64, len: u64) -> Option<&[u8]> {
+        let addr = self.address(at, len)?;
+        // SAFETY: `address` checked that the range lies inside our mapping, which is readable
+        // and initialised (file pages, zero-filled when new) and lives as long as `self`; the
+        // caller lets only the kernel read it.
+        Some(unsafe { std::slice::from_raw_parts(addr as *const u8, len as usize) })
     }
 
     /// A copy of the `len` bytes at `at`; `None` if they do not lie inside the region.

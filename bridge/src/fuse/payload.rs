@@ -2,7 +2,7 @@
 //! (`ReadRegion`, `WriteRegion`) when the daemon mapped one and a slot is free, so the bytes
 //! skip the pipe; otherwise the plain calls with the payload inline.
 
-use fuser::Errno as LinuxErrno;
+use fuser::{Errno as LinuxErrno, ReplyData};
 use scheme_protocol::{Bytes, Call, Reply};
 
 use super::handles::Handle;
@@ -32,14 +32,17 @@ impl Shared {
     }
 
     /// The call reading up to `len` bytes of `handle`, and how to get the data from its answer.
-    pub(crate) fn read_call(&self, handle: &Handle, len: usize) -> (Call, Extract<Vec<u8>>) {
+    pub(crate) fn read_call(&self, handle: &Handle, len: usize) -> (Call, Extract<ReadData>) {
         let fd = handle.fd;
         match self.payload_slot(handle.scheme, handle.stream, len) {
             Some(slot) => {
                 let call = Call::ReadRegion { fd, len: len as u64, at: slot.at() };
                 (call, Box::new(move |answer| read_from(slot, answer)))
             }
-            None => (Call::Read { fd, len: len as u64 }, Box::new(data_of)),
+            None => {
+                let call = Call::Read { fd, len: len as u64 };
+                (call, Box::new(|answer| data_of(answer).map(ReadData::Inline)))
+            }
         }
     }
 
@@ -56,10 +59,50 @@ impl Shared {
     }
 }
 
-/// The bytes a region read left in its slot (the client already refused counts over `len`).
-fn read_from(slot: Slot, answer: CallResult<Reply>) -> FsResult<Vec<u8>> {
+/// What a read answered: bytes of its own (the inline call), or a count of bytes the daemon
+/// left in a region slot, which the reply hands to the kernel without copying them first.
+#[derive(Debug)]
+pub(crate) enum ReadData {
+    Inline(Vec<u8>),
+    InSlot { slot: Slot, len: u64 },
+}
+
+impl ReadData {
+    /// Bytes read.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            ReadData::Inline(data) => data.len(),
+            ReadData::InSlot { len, .. } => *len as usize,
+        }
+    }
+
+    /// Answers the FUSE read with the data; a slot is free again once the kernel has copied it.
+    #[allow(unsafe_code)] // the one slice over the region (`Region::shared_bytes`)
+    pub(crate) fn reply(self, reply: ReplyData) {
+        match self {
+            ReadData::Inline(data) => reply.data(&data),
+            ReadData::InSlot { slot, len } => {
+                // SAFETY: fuser's `ReplyData::data` only puts the slice's address and length in
+                // an `IoSlice` for the `writev` of the reply (to /dev/fuse, or to the interrupt
+                // relay's socket), which copies the bytes before it returns; no Rust code reads
+                // them, and the slice ends with this statement, while `slot` is still ours.
+                match unsafe { slot.region().shared_bytes(slot.at(), len) } {
+                    Some(bytes) => reply.data(bytes),
+                    None => reply.error(LinuxErrno::EIO),
+                }
+            }
+        }
+    }
+}
+
+/// The count of bytes a region read left in its slot (the client already refused counts over
+/// `len`, which fits the slot).
+fn read_from(slot: Slot, answer: CallResult<Reply>) -> FsResult<ReadData> {
     match value_of(answer) {
-        Ok(count) => slot.region().copy_out(slot.at(), count).ok_or(LinuxErrno::EIO),
+        Ok(len) if slot.region().address(slot.at(), len).is_some() => {
+            Ok(ReadData::InSlot { slot, len })
+        }
+        Ok(_) => Err(LinuxErrno::EIO),
         Err(err) => Err(end(slot, err)),
     }
 }
@@ -88,12 +131,17 @@ mod tests {
     }
 
     #[test]
-    fn a_region_read_copies_out_what_the_daemon_said_it_read() {
+    fn a_region_read_keeps_its_slot_until_replied_and_frees_it_after() {
         let slots = Slots::create(1, 4096).unwrap();
         let slot = slots.take().unwrap();
-        assert!(slot.region().copy_in(slot.at(), b"payload"));
-        assert_eq!(read_from(slot, Ok(Reply::Value(3))).unwrap(), b"pay");
+        let data = read_from(slot, Ok(Reply::Value(3))).unwrap();
+        assert_eq!(data.len(), 3);
+        assert!(slots.take().is_none(), "the slot holds the answer until it is replied");
+        drop(data);
         let slot = slots.take().expect("a read that was answered gives its slot back");
-        assert_eq!(read_from(slot, Ok(Reply::Data(Bytes::default()))), Err(LinuxErrno::EIO));
+        let wrong = read_from(slot, Ok(Reply::Data(Bytes::default())));
+        assert_eq!(wrong.err(), Some(LinuxErrno::EIO));
+        let slot = slots.take().expect("and so does a wrong answer");
+        assert_eq!(read_from(slot, Ok(Reply::Value(4097))).err(), Some(LinuxErrno::EIO));
     }
 }

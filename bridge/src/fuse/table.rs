@@ -50,6 +50,7 @@ use super::flags;
 use super::handles::Handle;
 use super::inodes::{join, Kind, NAMESPACE};
 use super::limits::check_path;
+use super::payload::ReadData;
 use super::shared::{data_of, fd_of, value_of, FsResult, Gather, Shared};
 use crate::client::CallResult;
 use scheme_protocol::Reply;
@@ -584,20 +585,12 @@ impl Filesystem for SchemeFs {
         };
         let len = size as usize;
         let (call, extract) = self.shared.read_call(&handle, len);
-        self.transfer(
-            req,
-            handle,
-            offset,
-            len,
-            flags.0,
-            call,
-            extract,
-            Vec::len,
-            move |r| match r {
-                Ok(data) => reply.data(&data),
+        self.transfer(req, handle, offset, len, flags.0, call, extract, ReadData::len, move |r| {
+            match r {
+                Ok(data) => data.reply(reply),
                 Err(err) => reply.error(err),
-            },
-        );
+            }
+        });
     }
 
     fn write(
