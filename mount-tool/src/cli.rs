@@ -46,7 +46,9 @@ pub(crate) struct Cli {
     pub(crate) debug: bool,
 
     /// Mount options, comma separated: ro, allow_other, default_permissions, uid=N, gid=N,
-    /// max_write=BYTES, max_bytes=BYTES (ramfs size), entry_timeout=SECONDS and
+    /// max_write=BYTES, read_ahead_kb=KIB (the kernel's readahead for the mount; as large as
+    /// max_write by default; needs root, others keep the kernel's 128), max_bytes=BYTES (ramfs
+    /// size), entry_timeout=SECONDS and
     /// attr_timeout=SECONDS (how long the kernel caches names and attributes; 0 by default,
     /// since scheme names come and go; 1 for ramfs; while attributes are cached, file data is
     /// too, across opens, until a refresh shows the file changed), noauto_unmount, intr and nointr (the

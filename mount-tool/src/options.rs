@@ -40,6 +40,7 @@ pub(crate) fn apply(
             ("uid", Some(v)) => config.uid = Some(number(key, v)?),
             ("gid", Some(v)) => config.gid = Some(number(key, v)?),
             ("max_write", Some(v)) => config.max_write = number(key, v)?,
+            ("read_ahead_kb", Some(v)) => config.read_ahead_kb = Some(number(key, v)?),
             ("max_bytes", Some(v)) => {
                 daemon.max_bytes = Some(v.parse().with_context(|| format!("option max_bytes={v}: not a number"))?)
             }
@@ -59,7 +60,7 @@ pub(crate) fn apply(
             ("busy_poll", Some(v)) => {
                 daemon.busy_poll = Some(std::time::Duration::from_micros(number(key, v)?.into()));
             }
-            (key, _) => bail!("unknown mount option {key:?} (known: ro, allow_other, default_permissions, uid=N, gid=N, max_write=N, max_bytes=N, entry_timeout=S, attr_timeout=S, noauto_unmount, intr, nointr, max_requests=N, max_handles=N, call_timeout=S, busy_poll=US, noregion)"),
+            (key, _) => bail!("unknown mount option {key:?} (known: ro, allow_other, default_permissions, uid=N, gid=N, max_write=N, read_ahead_kb=N, max_bytes=N, entry_timeout=S, attr_timeout=S, noauto_unmount, intr, nointr, max_requests=N, max_handles=N, call_timeout=S, busy_poll=US, noregion)"),
         }
     }
     Ok(())
@@ -88,6 +89,17 @@ mod tests {
         assert!(config.options.read_only && config.options.allow_other);
         assert!(config.options.default_permissions);
         assert_eq!((config.uid, config.gid), (Some(7), Some(8)));
+    }
+
+    #[test]
+    fn read_ahead_takes_kib() {
+        let mut config = MountConfig::default();
+        assert_eq!(config.read_ahead_kb, None, "by default as large as max_write");
+        let opts = ["read_ahead_kb=4096".to_owned()];
+        apply(&mut config, &mut DaemonOptions::default(), &opts).unwrap();
+        assert_eq!(config.read_ahead_kb, Some(4096));
+        let bad = ["read_ahead_kb=lots".to_owned()];
+        assert!(apply(&mut config, &mut DaemonOptions::default(), &bad).is_err());
     }
 
     #[test]

@@ -227,3 +227,25 @@ impl Drop for Traced {
         }
     }
 }
+
+/// A mount made by root raises the kernel's readahead for it to one request's size, or to
+/// `-o read_ahead_kb`, so that a sequential reader's cache misses become full-size FUSE reads
+/// (not 128 KiB ones); others keep the kernel's 128 KiB.
+#[test]
+fn readahead_is_one_request_or_as_asked() {
+    use std::os::unix::fs::MetadataExt;
+    let root = rustix::process::geteuid().is_root();
+    let request_kib = scheme_bridge::fuse::kernel_max_write() / 1024;
+    let cases: [(&[&str], u32); 2] =
+        [(&["ramfs"], request_kib), (&["-o", "read_ahead_kb=256", "ramfs"], 256)];
+    for (args, wanted) in cases {
+        let Some(mount) = Mount::start(args) else { return };
+        let device = std::fs::metadata(mount.root()).unwrap().dev();
+        let (major, minor) = (rustix::fs::major(device), rustix::fs::minor(device));
+        let knob = format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb");
+        let wanted = if root { wanted } else { 128 };
+        let read = || std::fs::read_to_string(&knob).unwrap().trim().parse::<u32>().unwrap();
+        let set = load::poll_until(Duration::from_secs(5), || read() == wanted);
+        assert!(set, "{args:?}: {knob} is {}, wanted {wanted}", read());
+    }
+}

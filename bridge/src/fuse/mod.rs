@@ -17,6 +17,7 @@ mod limits;
 mod payload;
 mod plus;
 pub mod proxy;
+mod readahead;
 mod shared;
 mod special;
 mod steps;
@@ -81,6 +82,9 @@ pub struct MountConfig {
     pub interrupts: bool,
     /// Limits on calls in flight and open files.
     pub limits: MountLimits,
+    /// The kernel's readahead for the mount in KiB (`-o read_ahead_kb=N`); by default as much
+    /// as one request may carry (`max_write`). Needs root; others keep the kernel's 128 KiB.
+    pub read_ahead_kb: Option<u32>,
 }
 
 impl Default for MountConfig {
@@ -94,6 +98,7 @@ impl Default for MountConfig {
             interrupts: true,
             ttl: Ttl::default(),
             limits: MountLimits::default(),
+            read_ahead_kb: None,
         }
     }
 }
@@ -149,6 +154,8 @@ pub fn mount(
     let (stop_events, stopped) = crossbeam_channel::bounded(0);
     let mut event_threads = spawn_event_relays(&shared, &stopped)?;
     event_threads.push(spawn_forgetter(&shared, session.notifier(), &stopped)?);
+    let read_ahead_kb = config.read_ahead_kb.unwrap_or(max_write / 1024);
+    readahead::set_when_ready(mountpoint, read_ahead_kb)?;
     debug!("mounted {} (max_write {max_write})", mountpoint.display());
     Ok(Mounted {
         kernel,
