@@ -230,7 +230,7 @@ impl Drop for Traced {
 
 /// A mount made by root raises the kernel's readahead for it to one request's size, or to
 /// `-o read_ahead_kb`, so that a sequential reader's cache misses become full-size FUSE reads
-/// (not 128 KiB ones); others keep the kernel's 128 KiB.
+/// (not 128 KiB ones); others keep the kernel's 128 KiB. It happens at the first open.
 #[test]
 fn readahead_is_one_request_or_as_asked() {
     use std::os::unix::fs::MetadataExt;
@@ -240,6 +240,7 @@ fn readahead_is_one_request_or_as_asked() {
         [(&["ramfs"], request_kib), (&["-o", "read_ahead_kb=256", "ramfs"], 256)];
     for (args, wanted) in cases {
         let Some(mount) = Mount::start(args) else { return };
+        std::fs::write(mount.path("f"), b"first open").unwrap();
         let device = std::fs::metadata(mount.root()).unwrap().dev();
         let (major, minor) = (rustix::fs::major(device), rustix::fs::minor(device));
         let knob = format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb");

@@ -120,6 +120,11 @@ impl KernelMount {
         &self.mountpoint
     }
 
+    /// `(major, minor)` of the mount's device, as mountinfo showed it right after mounting.
+    pub fn dev(&self) -> Option<(u32, u32)> {
+        self.dev
+    }
+
     /// Unmounts (not lazily: fails with `ResourceBusy` while a process has a file or its
     /// working directory there). Idempotent; a mount that is already gone (unmounted from
     /// outside) counts as success. Afterwards the `auto_unmount` helper is released and reaped.

@@ -147,15 +147,15 @@ pub fn mount(
     } else {
         (device, None, config.max_write)
     };
-    let fs = SchemeFs { shared: Arc::clone(&shared), max_write };
+    let read_ahead_kb = config.read_ahead_kb.unwrap_or(max_write / 1024);
+    let readahead = Arc::new(readahead::Readahead::new(kernel.dev(), read_ahead_kb));
+    let fs = SchemeFs { shared: Arc::clone(&shared), max_write, readahead };
     let acl =
         if config.options.allow_other { fuser::SessionACL::All } else { fuser::SessionACL::Owner };
     let session = fuser::Session::from_fd(fs, fuser_end, acl, fuser::Config::default())?.spawn()?;
     let (stop_events, stopped) = crossbeam_channel::bounded(0);
     let mut event_threads = spawn_event_relays(&shared, &stopped)?;
     event_threads.push(spawn_forgetter(&shared, session.notifier(), &stopped)?);
-    let read_ahead_kb = config.read_ahead_kb.unwrap_or(max_write / 1024);
-    readahead::set_when_ready(mountpoint, read_ahead_kb)?;
     debug!("mounted {} (max_write {max_write})", mountpoint.display());
     Ok(Mounted {
         kernel,

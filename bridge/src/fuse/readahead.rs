@@ -3,46 +3,50 @@
 //! A FUSE mount starts with the kernel's default readahead, 128 KiB, and FUSE_INIT can only
 //! lower it, so a sequential reader's page-cache misses become 128 KiB FUSE reads even where
 //! one request may carry 1 MiB. The mount's backing device has a sysfs knob that raises it;
-//! only root may write it, and only once FUSE_INIT has been answered (the answer would lower it
-//! again). So a thread waits for the mount to answer a `stat` of its root (no request is
-//! served before FUSE_INIT) and then writes the knob. Unprivileged mounts keep the default.
+//! only root may write it, and only once the answer to FUSE_INIT has been processed (it would
+//! lower it again). The kernel sends no other request before that, so the knob is written when
+//! the first file is opened, before any read of it. Nothing here makes a request of its own:
+//! a `stat` of the mount in flight would make an immediate unmount fail as busy.
 
 use std::io;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::thread::JoinHandle;
+use std::path::PathBuf;
+use std::sync::Once;
 
 use log::{debug, warn};
 
-/// Sets the readahead of the mount at `mountpoint` to `kib` KiB once it answers requests, on
-/// a thread of its own (a `stat` that never returns holds only that thread, until unmount).
-pub(crate) fn set_when_ready(mountpoint: &Path, kib: u32) -> io::Result<JoinHandle<()>> {
-    let mountpoint = mountpoint.to_owned();
-    std::thread::Builder::new().name("readahead".into()).spawn(move || {
-        let device = match std::fs::metadata(&mountpoint) {
-            Ok(meta) => meta.dev(),
-            Err(err) => return debug!("readahead left as it is: stat of the mount: {err}"),
-        };
-        match set(device, kib) {
-            Ok(()) => debug!("readahead of {} set to {kib} KiB", mountpoint.display()),
-            Err(err) if err.kind() == io::ErrorKind::PermissionDenied => {
-                debug!("readahead left at the kernel's default (not root): {err}")
+/// A readahead to set once the mount serves requests.
+#[derive(Debug)]
+pub(crate) struct Readahead {
+    /// The knob of the mount's device (from mountinfo); `None`: unknown, nothing to set.
+    knob: Option<PathBuf>,
+    kib: u32,
+    set: Once,
+}
+
+impl Readahead {
+    /// `kib` KiB for the mount whose device is `major:minor`.
+    pub(crate) fn new(device: Option<(u32, u32)>, kib: u32) -> Readahead {
+        Readahead { knob: device.map(knob), kib, set: Once::new() }
+    }
+
+    /// Writes the knob the first time it is called: from a request handler, so after the
+    /// answer to FUSE_INIT. Best effort: a failure is logged, the kernel's readahead stays.
+    pub(crate) fn apply(&self) {
+        self.set.call_once(|| {
+            let Some(knob) = &self.knob else { return };
+            match std::fs::write(knob, format!("{}\n", self.kib)) {
+                Ok(()) => debug!("{} set to {} KiB", knob.display(), self.kib),
+                Err(err) if err.kind() == io::ErrorKind::PermissionDenied => {
+                    debug!("readahead left at the kernel's default (not root): {err}")
+                }
+                Err(err) => warn!("cannot set the readahead ({}): {err}", knob.display()),
             }
-            Err(err) => warn!("cannot set the readahead of {}: {err}", mountpoint.display()),
-        }
-    })
+        });
+    }
 }
 
-/// Writes `kib` to the readahead knob of the backing device `device`.
-fn set(device: u64, kib: u32) -> io::Result<()> {
-    let knob = knob(device);
-    std::fs::write(&knob, format!("{kib}\n"))
-        .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", knob.display())))
-}
-
-/// The readahead knob of the backing device `device` (a FUSE mount's anonymous device).
-pub(crate) fn knob(device: u64) -> PathBuf {
-    let (major, minor) = (rustix::fs::major(device), rustix::fs::minor(device));
+/// The readahead knob of the device `major:minor` (a FUSE mount's anonymous device).
+fn knob((major, minor): (u32, u32)) -> PathBuf {
     PathBuf::from(format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb"))
 }
 
@@ -51,8 +55,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_knob_is_named_by_major_and_minor() {
-        let device = rustix::fs::makedev(0, 52);
-        assert_eq!(knob(device), PathBuf::from("/sys/class/bdi/0:52/read_ahead_kb"));
+    fn the_knob_is_named_by_major_and_minor_and_an_unknown_device_sets_nothing() {
+        assert_eq!(knob((0, 52)), PathBuf::from("/sys/class/bdi/0:52/read_ahead_kb"));
+        Readahead::new(None, 1024).apply(); // nothing to write, nothing to fail
     }
 }

@@ -177,7 +177,11 @@ impl SchemeFs {
     }
 
     pub(crate) fn clone_ref(&self) -> SchemeFs {
-        SchemeFs { shared: Arc::clone(&self.shared), max_write: self.max_write }
+        SchemeFs {
+            shared: Arc::clone(&self.shared),
+            max_write: self.max_write,
+            readahead: Arc::clone(&self.readahead),
+        }
     }
 }
 

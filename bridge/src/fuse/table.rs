@@ -51,6 +51,7 @@ use super::handles::Handle;
 use super::inodes::{join, Kind, NAMESPACE};
 use super::limits::check_path;
 use super::payload::ReadData;
+use super::readahead::Readahead;
 use super::shared::{data_of, fd_of, value_of, FsResult, Gather, Shared};
 use crate::client::CallResult;
 use scheme_protocol::Reply;
@@ -68,6 +69,8 @@ pub(super) const SYNTHETIC_FH: u64 = 0;
 pub struct SchemeFs {
     pub(crate) shared: Arc<Shared>,
     pub(crate) max_write: u32,
+    /// Set at the first open, before any read (`readahead.rs`).
+    pub(crate) readahead: Arc<Readahead>,
 }
 
 fn caller(req: &Request) -> Caller {
@@ -544,6 +547,7 @@ impl Filesystem for SchemeFs {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        self.readahead.apply();
         let reply = match self.shared.node(ino.0) {
             Ok(node) => match self.open_special(req, &node, reply) {
                 Ok(()) => return,
@@ -829,6 +833,7 @@ impl Filesystem for SchemeFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        self.readahead.apply();
         let (scheme, path) = match self.named_child(parent, name, LinuxErrno::EEXIST) {
             Ok(child) => child,
             Err(err) => return reply.error(err),
