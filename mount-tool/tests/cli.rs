@@ -3,6 +3,7 @@
 
 mod util;
 
+use std::path::Path;
 use std::process::Command;
 
 use util::{fuse_usable, is_mounted, SCHEMEMOUNT};
@@ -12,12 +13,25 @@ fn run(args: &[&str]) -> (bool, String) {
     (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// Unmounts (aborting the connection) whatever is still mounted at its path when dropped, so
+/// that a failing test leaves no mount and no background schememount behind.
+struct CleanUp<'a>(&'a Path);
+
+impl Drop for CleanUp<'_> {
+    fn drop(&mut self) {
+        if is_mounted(self.0) {
+            let _ = Command::new(SCHEMEMOUNT).args(["-u", "--abort"]).arg(self.0).status();
+        }
+    }
+}
+
 #[test]
 fn by_default_it_returns_once_mounted_and_u_unmounts() {
     if !fuse_usable() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
+    let _clean_up = CleanUp(dir.path());
     let path = dir.path().to_str().unwrap();
     let (ok, err) = run(&["zero", path]);
     assert!(ok, "{err}");
@@ -56,6 +70,7 @@ fn a_mount_made_right_after_u_at_the_same_path_stays() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
+    let _clean_up = CleanUp(dir.path());
     let path = dir.path().to_str().unwrap();
     for _ in 0..3 {
         let (ok, err) = run(&["chan", path]);
