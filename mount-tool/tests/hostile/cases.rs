@@ -110,6 +110,21 @@ fn survives(report: &mut Report, mount: &mut Mount) {
     );
 }
 
+/// Runs `op`, which must fail with EIO (`what` describes the answer that caused it), and
+/// checks that the mount logged why (`reason`); returns the lines it logged.
+fn eio_logged(
+    report: &mut Report,
+    mount: &Mount,
+    what: &str,
+    reason: &str,
+    op: impl FnOnce() -> Option<Outcome>,
+) -> Vec<String> {
+    let mark = mount.mark();
+    let got = op();
+    report.check(got == Some(Outcome::Err(EIO)), format!("{what}: {}", show(&got)));
+    reason_since(report, mount, mark, reason)
+}
+
 /// The bridge (not the daemon) logged something since `mark`: the reason. Waits a little, as
 /// the line may come just after the caller got its error.
 fn reason_since(report: &mut Report, mount: &Mount, mark: usize, what: &str) -> Vec<String> {
@@ -215,25 +230,19 @@ fn duplicate() -> Report {
 fn oversize() -> Report {
     let mut report = Report::default();
     let mut mount = Mount::start("oversize");
-    let mark = mount.mark();
-    let got = read(&mount, "bad", 16);
-    report.check(
-        got == Some(Outcome::Err(EIO)),
-        format!("16-byte read answered with 32: {}", show(&got)),
-    );
-    let lines = reason_since(&mut report, &mount, mark, "a read answer larger than asked");
+    let what = "16-byte read answered with 32";
+    let lines = eio_logged(&mut report, &mount, what, "a read answer larger than asked", || {
+        read(&mount, "bad", 16)
+    });
     let refused = lines.iter().find(|line| line.contains("Invalid argument"));
     report.check(
         refused.is_none(),
         format!("the oversized answer was passed on to /dev/fuse, which refused it: {refused:?}"),
     );
-    let mark = mount.mark();
-    let got = Probe::run("write", &mount.path("bad"), "hello", QUICK);
-    report.check(
-        got == Some(Outcome::Err(EIO)),
-        format!("5-byte write counted 4101: {}", show(&got)),
-    );
-    reason_since(&mut report, &mount, mark, "a write count larger than the data");
+    let what = "5-byte write counted 4101";
+    eio_logged(&mut report, &mount, what, "a write count larger than the data", || {
+        Probe::run("write", &mount.path("bad"), "hello", QUICK)
+    });
     others_work(&mut report, &mount, "after oversized answers");
     survives(&mut report, &mut mount);
     report
@@ -367,20 +376,14 @@ fn compound() -> Report {
     let mut report = Report::default();
     let mut mount = Mount::start("compound");
     others_work(&mut report, &mount, "lookups by stat_path");
-    let mark = mount.mark();
-    let got = read(&mount, "bad", 16);
-    report.check(
-        got == Some(Outcome::Err(EIO)),
-        format!("lookup of bad answered with a value: {}", show(&got)),
-    );
-    reason_since(&mut report, &mount, mark, "a stat_path answered with a value");
-    let mark = mount.mark();
-    let got = Probe::run("create", &mount.path("new"), "", QUICK);
-    report.check(
-        got == Some(Outcome::Err(EIO)),
-        format!("create answered with a bare stat: {}", show(&got)),
-    );
-    reason_since(&mut report, &mount, mark, "an open_stat answered with a stat");
+    let what = "lookup of bad answered with a value";
+    eio_logged(&mut report, &mount, what, "a stat_path answered with a value", || {
+        read(&mount, "bad", 16)
+    });
+    let what = "create answered with a bare stat";
+    eio_logged(&mut report, &mount, what, "an open_stat answered with a stat", || {
+        Probe::run("create", &mount.path("new"), "", QUICK)
+    });
     hold_is_interruptible(&mut report, &mount);
     others_work(&mut report, &mount, "after answers of the wrong kind");
     survives(&mut report, &mut mount);
