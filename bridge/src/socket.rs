@@ -4,7 +4,7 @@
 //! replies (result in `a`, any order) and event posts (`id = 0, a = SYS_FEVENT`). Everything the
 //! daemon writes is checked before it becomes a wire reply.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::mem::size_of;
@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use log::{debug, error, warn};
+use rustc_hash::FxHashMap;
 use scheme_protocol::{
     handshake, hello, Call, Errno, Fd, Frame, FrameReader, FrameWriter, Reply, Response, Tag,
     FEATURE_COMPOUND, FEATURE_REGION, MAX_FRAME, MAX_OVERHEAD,
@@ -99,13 +100,16 @@ enum TagState {
     Delivered(u64),
 }
 
+/// The maps use a fast hash with no defence against chosen keys: packet ids are numbered here,
+/// handle ids come from the daemon itself, and tags from the caller side (the kernel on Redox),
+/// which this process trusts to run it.
 #[derive(Debug, Default)]
 struct State {
     next_id: u64,
-    pending: HashMap<u64, Pending>,
-    tags: HashMap<Tag, TagState>,
+    pending: FxHashMap<u64, Pending>,
+    tags: FxHashMap<Tag, TagState>,
     /// Handle ids the daemon has handed out and not closed, with reference counts.
-    handles: HashMap<usize, usize>,
+    handles: FxHashMap<usize, usize>,
     broken: bool,
     /// Bytes of out-buffers (reads, fpaths, getdents) held for delivered packets.
     buffered: usize,

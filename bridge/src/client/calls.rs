@@ -3,16 +3,16 @@
 //! unanswered. A daemon that breaks these gets `EAGAIN` (too many calls) or, for the calls it
 //! stalls, `EIO` and `EINTR`; the stream and every other call carry on.
 
-use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use log::{error, warn};
+use rustc_hash::FxHashMap;
 use scheme_protocol::{Call, Errno, Reply, Tag};
 
-use super::wire::Wake;
+use super::mailbox::Wake;
 use super::{CallError, CallResult};
 use crate::trace::Trace;
 
@@ -104,15 +104,11 @@ pub(super) enum Waiter {
 }
 
 impl Waiter {
-    pub(super) fn finish(self, result: CallResult<Reply>) {
+    /// Hands the answer to the call with `tag` to its waiter.
+    pub(super) fn finish(self, tag: Tag, result: CallResult<Reply>) {
         match self {
             Waiter::Thread(tx) => {
-                // A dropped sender already tells a waiting thread it was disconnected.
-                if let Ok(reply) = result {
-                    let _ = tx.send(Wake::Answer(Ok(reply)));
-                } else if let Err(CallError::Errno(errno)) = result {
-                    let _ = tx.send(Wake::Answer(Err(errno)));
-                }
+                let _ = tx.send(Wake::Answer(tag, result));
             }
             Waiter::Completion(done) => done(result),
         }
@@ -132,7 +128,9 @@ struct Outstanding {
 
 #[derive(Default)]
 pub(super) struct Table {
-    waiting: HashMap<Tag, Outstanding>,
+    /// Keyed by tags this client numbered itself, so a fast hash with no defence against
+    /// chosen keys is safe (a daemon's tags are only looked up, never inserted).
+    waiting: FxHashMap<Tag, Outstanding>,
     /// Set once the stream is gone; later calls fail with it at once.
     pub(super) dead: Option<Arc<str>>,
     /// Dropped when the stream dies, which wakes every `Client::closed` receiver.
@@ -263,7 +261,7 @@ impl Calls {
         if let Some(trace) = self.trace.get() {
             trace.finished(tag, &result);
         }
-        entry.waiter.finish(result);
+        entry.waiter.finish(tag, result);
     }
 
     /// Fails every call past its deadline: `EIO` for a timeout, `EINTR` for an ignored cancel.
@@ -301,7 +299,7 @@ impl Calls {
             if let Some(trace) = self.trace.get() {
                 trace.finished(tag, &result);
             }
-            entry.waiter.finish(result);
+            entry.waiter.finish(tag, result);
         }
         if !overdue_is_empty {
             self.ring();
@@ -321,7 +319,7 @@ impl Calls {
             if let Some(trace) = self.trace.get() {
                 trace.finished(tag, &Err(CallError::Disconnected(why.clone())));
             }
-            entry.waiter.finish(Err(CallError::Disconnected(why.clone())));
+            entry.waiter.finish(tag, Err(CallError::Disconnected(why.clone())));
         }
         self.ring();
         // Only now tell `closed()` watchers, so that every failed call is answered before

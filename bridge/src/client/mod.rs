@@ -14,16 +14,18 @@ use std::time::{Duration, Instant};
 
 mod calls;
 mod events;
+mod mailbox;
 mod wire;
 
 use calls::{Calls, Waiter};
 pub use calls::{Completion, Limits};
 use events::Events;
-use wire::{SharedWire, Wake, WireIn};
+use mailbox::Mailbox;
+use wire::{SharedWire, WireIn};
 
 use crate::region::{self, Slots};
 use crate::trace::Trace;
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::Receiver;
 use log::{debug, error, warn};
 use scheme_protocol::{
     handshake, hello, Bytes, Call, Caller, Errno, Fd, Frame, FrameReader, FrameWriter, Peer, Reply,
@@ -127,7 +129,7 @@ impl fmt::Debug for Client {
 #[derive(Debug)]
 pub struct PendingCall {
     tag: Tag,
-    reply: Receiver<Wake>,
+    mailbox: Mailbox,
     client: Client,
 }
 
@@ -276,11 +278,9 @@ impl Client {
 
     /// Sends `call` and returns at once; the answer is collected from the [`PendingCall`].
     pub fn start(&self, call: Call) -> CallResult<PendingCall> {
-        // Unbounded, so that handing the answer on never blocks the reader; wake-ups to lead
-        // are only sent to an empty channel, so at most a few ever wait in it.
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let tag = self.send_call(self.caller, call, Waiter::Thread(tx))?;
-        Ok(PendingCall { tag, reply: rx, client: self.clone() })
+        let mailbox = Mailbox::take();
+        let tag = self.send_call(self.caller, call, Waiter::Thread(mailbox.sender()))?;
+        Ok(PendingCall { tag, mailbox, client: self.clone() })
     }
 
     /// Sends `call` as `caller` and returns at once; `done` runs with the answer on the reply
@@ -291,7 +291,7 @@ impl Client {
         let tag = self.next_tag();
         let waiter = Waiter::Completion(done);
         if let Err((err, waiter)) = self.send_with_tag(tag, caller, call, waiter) {
-            waiter.finish(Err(err));
+            waiter.finish(tag, Err(err));
         }
         tag
     }
@@ -504,34 +504,29 @@ impl PendingCall {
     /// Waits for the answer, reading the wire itself while nobody else does.
     pub fn wait(self) -> CallResult<Reply> {
         let inner = &self.client.inner;
-        loop {
-            let led = wire::try_lead(&inner.wire, &inner.calls, &inner.event_path, &self.reply);
-            let answer = match led {
-                Some(answer) => answer,
-                None => match self.reply.recv() {
-                    Ok(Wake::Answer(answer)) => Some(answer),
-                    Ok(Wake::Lead) => continue,
-                    Err(_) => None,
-                },
-            };
-            return match answer {
-                Some(answer) => answer.map_err(CallError::Errno),
-                None => Err(self.client.disconnected()),
-            };
-        }
+        let own = (self.tag, &self.mailbox);
+        let answer = loop {
+            if let Some(answer) = wire::try_lead(&inner.wire, &inner.calls, &inner.event_path, own)
+            {
+                break answer;
+            }
+            if let Some(answer) = self.mailbox.wait(self.tag) {
+                break answer;
+            }
+        };
+        self.mailbox.give_back();
+        answer
     }
 
     /// Waits at most `timeout`; gives the call back if it is still unanswered.
     pub fn wait_timeout(self, timeout: Duration) -> Result<CallResult<Reply>, PendingCall> {
         self.client.inner.start_reader();
-        let deadline = Instant::now() + timeout;
-        loop {
-            return match self.reply.recv_deadline(deadline) {
-                Ok(Wake::Answer(response)) => Ok(response.map_err(CallError::Errno)),
-                Ok(Wake::Lead) => continue,
-                Err(RecvTimeoutError::Timeout) => Err(self),
-                Err(RecvTimeoutError::Disconnected) => Ok(Err(self.client.disconnected())),
-            };
+        match self.mailbox.wait_until(self.tag, Instant::now() + timeout) {
+            Some(answer) => {
+                self.mailbox.give_back();
+                Ok(answer)
+            }
+            None => Err(self),
         }
     }
 
@@ -541,13 +536,6 @@ impl PendingCall {
     pub fn cancel(self) -> CallResult<Reply> {
         self.client.cancel(self.tag);
         self.wait()
-    }
-}
-
-impl Client {
-    fn disconnected(&self) -> CallError {
-        let why = self.inner.calls.lock().dead.clone();
-        CallError::Disconnected(why.unwrap_or_else(|| "daemon disconnected".into()))
     }
 }
 

@@ -10,23 +10,14 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex, PoisonError, TryLockError};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, TryRecvError};
 use log::{error, warn};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
-use scheme_protocol::{Frame, FrameReader, Response};
+use scheme_protocol::{Frame, FrameReader, Reply, Tag};
 
 use super::calls::Calls;
 use super::events::Events;
-use super::{CallError, Event};
-
-/// What a blocked caller is woken with.
-#[derive(Debug)]
-pub(super) enum Wake {
-    /// Its answer.
-    Answer(Response),
-    /// The leader left: read the wire yourself if nobody does.
-    Lead,
-}
+use super::mailbox::{Mailbox, Wake};
+use super::{CallError, CallResult, Event};
 
 /// How long a leader waits for the wire before looking for an answer given by the watchdog,
 /// when there is no bell to wake it (`Calls::bell`).
@@ -44,21 +35,21 @@ pub(super) struct WireIn {
 /// The wire while nobody has taken it for good; shared with the reader thread.
 pub(super) type SharedWire = Arc<Mutex<Option<WireIn>>>;
 
-/// Reads the wire for `own`'s answer if nobody else is reading it; `None` if somebody is.
-/// Afterwards wakes another blocked caller to take over.
+/// Reads the wire for the answer to `tag`, which `own` receives, if nobody else is reading
+/// it; `None` if somebody is. Afterwards wakes another blocked caller to take over.
 pub(super) fn try_lead(
     wire: &SharedWire,
     calls: &Calls,
     events: &Events,
-    own: &Receiver<Wake>,
-) -> Option<Option<Response>> {
+    (tag, own): (Tag, &Mailbox),
+) -> Option<CallResult<Reply>> {
     let mut guard = match wire.try_lock() {
         Ok(guard) => guard,
         Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
         Err(TryLockError::WouldBlock) => return None,
     };
     let wire_in = guard.as_mut().filter(|w| w.poll_fd.is_some())?;
-    let answer = lead(wire_in, calls, events, own);
+    let answer = lead(wire_in, calls, events, tag, own);
     drop(guard);
     if let Some(next) = calls.a_thread_waiter().filter(|next| next.is_empty()) {
         let _ = next.try_send(Wake::Lead);
@@ -66,19 +57,18 @@ pub(super) fn try_lead(
     Some(answer)
 }
 
-/// Reads frames until `own` has an answer (`None`: the stream ended, or the answer was an
-/// error that is not an errno).
+/// Reads frames until `own` has the answer to `tag` (every call is answered: by the daemon,
+/// the watchdog, or the stream's failure).
 fn lead(
     wire: &mut WireIn,
     calls: &Calls,
     events: &Events,
-    own: &Receiver<Wake>,
-) -> Option<Response> {
+    tag: Tag,
+    own: &Mailbox,
+) -> CallResult<Reply> {
     loop {
-        match own.try_recv() {
-            Ok(Wake::Answer(answer)) => return Some(answer),
-            Ok(Wake::Lead) | Err(TryRecvError::Empty) => {}
-            Err(TryRecvError::Disconnected) => return None,
+        if let Some(answer) = own.try_answer(tag) {
+            return answer;
         }
         if !readable(wire, calls) {
             continue;
