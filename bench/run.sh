@@ -18,7 +18,7 @@
 #   NMETA [2000]     files created, statted and unlinked per run
 #   NLS [1000]       entries of the directory `ls -l` lists
 #   NOPEN [5000]     open+read+close of a 4 KiB file per run
-#   NRTT [20000]     round trips per run, over the wire and over a pipe (1 B and 4 KiB)
+#   NRTT [20000]     round trips per run, over the wire, as bare frames and over a pipe (1 B, 4 KiB)
 #   OUT [bench/results/latest]  output prefix: OUT.md (tables, machine, command), OUT.tsv
 #                    (every measurement), OUT.svg (bench/plot.py)
 #   TIMEOUT [600]    seconds before one workload is given up on (it is reported as err)
@@ -249,6 +249,7 @@ ipc_suite() { # PLACEMENT REP
     measure "$placement" pipe "$rep" pipe-stream --mb "$SIZE_MB"
     for size in 1 4k; do
         measure "$placement" bridge "$rep" wire-rtt --size "$size" --count "$NRTT" --daemon "$ZEROD"
+        measure "$placement" frames "$rep" frame-rtt --size "$size" --count "$NRTT"
         measure "$placement" pipe "$rep" pipe-rtt --size "$size" --count "$NRTT"
     done
 }
@@ -330,7 +331,9 @@ fuser_version=$(awk '/^name = "fuser"$/ { getline; gsub(/[^0-9.]/, ""); print; e
   ioctl); pipe: the same two programs over a plain pipe.
 - \`rtt_1b\`, \`rtt_4k\`: bridge: \`scheme_bridge::Client::read(fd, SIZE)\` to a spawned \`zerod\` over the
   wire, no FUSE; pipe: a two-process ping-pong moving the same bytes as the wire's call and reply
-  frames. µs per round trip.
+  frames; frames: the same ping-pong with the real frames, encoded and decoded by the codec on
+  both ends (the serialized wire alone, without the client library and the daemon's packets).
+  µs per round trip.
 - n/a: the file system refused O_DIRECT (EINVAL). err: the workload failed (see below).
 
 ### Failures

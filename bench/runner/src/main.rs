@@ -53,6 +53,8 @@ enum Command {
     WireRtt(rtt::WireArgs),
     /// Round trips over a raw pipe to a child, with the wire call's request and reply sizes.
     PipeRtt(rtt::PipeArgs),
+    /// Round trips of real frames (the codec on both ends) over a raw pipe to a child.
+    FrameRtt(rtt::PipeArgs),
     /// Internal: the answering child of pipe-rtt.
     #[command(hide = true)]
     PipeEcho(rtt::EchoArgs),
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
         Command::PipeStream(args) => (vec![args.metric()], args.run()),
         Command::WireRtt(args) => (vec![args.metric()], args.run()),
         Command::PipeRtt(args) => (vec![args.metric()], args.run()),
+        Command::FrameRtt(args) => (vec![args.metric()], args.run_frames()),
         Command::StreamWriter(args) => return finish(args.run()),
         Command::PipeEcho(args) => return finish(args.run()),
         Command::Report(args) => return finish(args.run()),

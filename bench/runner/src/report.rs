@@ -3,7 +3,8 @@
 //!
 //! Per placement, two tables: the file-system metrics with one column per contender (tmpfs,
 //! inproc, bridge, sshfs) and the ratios bridge/inproc and bridge/sshfs, and the metrics that
-//! compare the bridge's path with a plain pipe (contenders bridge and pipe). A cell is the
+//! compare the bridge's path with a plain pipe (contenders bridge, frames and pipe: frames is
+//! the codec alone over the same pipe, measured for round trips only). A cell is the
 //! median (min-max) over the repetitions; ratios divide medians. Rows, columns and placements
 //! keep the order in which they first appear in the TSV, so the output is deterministic.
 
@@ -17,7 +18,7 @@ use clap::Args;
 /// The contenders of the file-system table, in column order.
 const FS_CONTENDERS: [&str; 4] = ["tmpfs", "inproc", "bridge", "sshfs"];
 /// The contenders of the bridge-path-vs-pipe table.
-const PIPE_CONTENDERS: [&str; 2] = ["bridge", "pipe"];
+const PIPE_CONTENDERS: [&str; 3] = ["bridge", "frames", "pipe"];
 
 #[derive(Debug, Args)]
 pub(crate) struct ReportArgs {
@@ -114,7 +115,8 @@ fn render(results: &Results) -> String {
         }
         if !pipe.is_empty() {
             out.push_str("The bridge's path (chan mount, `Client` wire) next to a plain pipe:\n\n");
-            table(&mut out, results, placement, &pipe, &PIPE_CONTENDERS, &[("bridge", "pipe")]);
+            let ratios = [("bridge", "pipe"), ("frames", "pipe")];
+            table(&mut out, results, placement, &pipe, &PIPE_CONTENDERS, &ratios);
         }
     }
     out
@@ -261,7 +263,10 @@ unpinned\tbridge\twrite_1m_buffered\tMB/s\t2\t500
 unpinned\tbridge\twrite_1m_buffered\tMB/s\t3\terr
 unpinned\tsshfs\twrite_1m_buffered\tMB/s\t1\tn/a
 unpinned\tbridge\trtt_1b\tus/op\t1\t20
+unpinned\tframes\trtt_1b\tus/op\t1\t12
 unpinned\tpipe\trtt_1b\tus/op\t1\t10
+unpinned\tbridge\tstream_64k\tMB/s\t1\t900
+unpinned\tpipe\tstream_64k\tMB/s\t1\t1000
 ";
 
     #[test]
@@ -270,7 +275,14 @@ unpinned\tpipe\trtt_1b\tus/op\t1\t10
         assert!(text.contains(
             "| write_1m_buffered | MB/s | higher | 2000 | 800 | 450 (400-500) **[1 err]** | n/a | 0.56 | – |"
         ), "{text}");
-        assert!(text.contains("| rtt_1b | µs/op | lower | 20.0 | 10.0 | 2.00 |"), "{text}");
+        assert!(
+            text.contains("| rtt_1b | µs/op | lower | 20.0 | 12.0 | 10.0 | 2.00 | 1.20 |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| stream_64k | MB/s | higher | 900 | – | 1000 | 0.90 | – |"),
+            "{text}"
+        );
     }
 
     #[test]

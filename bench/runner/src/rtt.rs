@@ -6,21 +6,27 @@
 //! - `pipe-rtt`: a child process (`schemebench pipe-echo`) on a pair of pipes; each round trip
 //!   writes a request as long as the wire's read call frame and reads a reply as long as its
 //!   reply frame (both computed with the real encoder), the child doing the opposite.
+//! - `frame-rtt`: the same two processes and pipes, but each side encodes and decodes the real
+//!   frames with the protocol's codec (`FrameWriter`, `FrameReader` over a `BufReader`, as the
+//!   client and the daemon do): what the serialized wire costs by itself, without the client
+//!   library's tag tables and wake-ups or the daemon's packets.
 //!
 //! µs per round trip.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use clap::Args;
 use scheme_bridge::Client;
 use scheme_protocol::codec::encode_frame;
-use scheme_protocol::{Bytes, Call, Caller, Fd, Frame, Reply, Tag, MAX_FRAME};
+use scheme_protocol::{
+    Bytes, Call, Caller, Fd, Frame, FrameReader, FrameWriter, Reply, Tag, MAX_FRAME,
+};
 
 use crate::sample::{parse_size, size_label, us_per_op, Sample};
 
@@ -60,7 +66,22 @@ pub(crate) struct EchoArgs {
     /// Bytes per reply to write.
     #[arg(long)]
     reply: usize,
+    /// Read call frames and answer each read with a data frame instead (frame-rtt).
+    #[arg(long)]
+    frames: bool,
 }
+
+/// What crosses the pipes of a ping-pong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Payload {
+    /// Bytes as long as the wire's frames.
+    Bytes,
+    /// The wire's frames, encoded and decoded by the codec.
+    Frames,
+}
+
+/// Bytes read from a pipe at once by the frame readers, as the client's and the daemon's.
+const FRAME_BUFFER: usize = 64 << 10;
 
 fn metric(size: usize) -> (String, &'static str) {
     (format!("rtt_{}", size_label(size)), "us/op")
@@ -121,39 +142,90 @@ impl PipeArgs {
     }
 
     pub(crate) fn run(&self) -> Result<Vec<Sample>> {
+        self.ping_pong(Payload::Bytes)
+    }
+
+    /// frame-rtt: the same ping-pong with real frames.
+    pub(crate) fn run_frames(&self) -> Result<Vec<Sample>> {
+        self.ping_pong(Payload::Frames)
+    }
+
+    fn ping_pong(&self, payload: Payload) -> Result<Vec<Sample>> {
         let (request_len, reply_len) = wire_sizes(self.size)?;
         let exe = std::env::current_exe().context("cannot find this program")?;
-        let child = Command::new(exe)
+        let mut command = Command::new(exe);
+        command
             .args(["pipe-echo", "--request", &request_len.to_string()])
-            .args(["--reply", &reply_len.to_string()])
+            .args(["--reply", &reply_len.to_string()]);
+        if payload == Payload::Frames {
+            command.arg("--frames");
+        }
+        let child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .context("cannot start the echo process")?;
         let mut echo = Echo(child);
-        let mut to = echo.0.stdin.take().context("the echo process has no stdin")?;
-        let mut from = echo.0.stdout.take().context("the echo process has no stdout")?;
-        let request = vec![0x5au8; request_len];
-        let mut reply = vec![0u8; reply_len];
-        let mut round_trip = || -> Result<()> {
-            to.write_all(&request).context("write to the echo process failed")?;
-            from.read_exact(&mut reply).context("read from the echo process failed")
+        let to = echo.0.stdin.take().context("the echo process has no stdin")?;
+        let from = echo.0.stdout.take().context("the echo process has no stdout")?;
+        let mut round_trip = match payload {
+            Payload::Bytes => bytes_round_trip(to, from, request_len, reply_len),
+            Payload::Frames => frames_round_trip(to, from, self.size),
         };
-        for _ in 0..WARM_UP {
-            round_trip()?;
+        for tag in 0..WARM_UP as u64 {
+            round_trip(tag)?;
         }
         let count = self.count as usize;
         let start = Instant::now();
-        for _ in 0..count {
-            round_trip()?;
+        for tag in 0..self.count {
+            round_trip(tag)?;
         }
         let took = start.elapsed();
-        drop(to);
+        drop(round_trip); // closes the pipe to the child: it sees end of file and exits
         let status = echo.0.wait().context("lost the echo process")?;
         ensure!(status.success(), "the echo process failed ({status})");
         let (metric, unit) = self.metric();
         Ok(vec![Sample::new(metric, unit, us_per_op(count, took))])
     }
+}
+
+/// One round trip per call: a request of `request_len` bytes out, a reply of `reply_len` in.
+fn bytes_round_trip(
+    mut to: impl Write + 'static,
+    mut from: impl Read + 'static,
+    request_len: usize,
+    reply_len: usize,
+) -> Box<dyn FnMut(u64) -> Result<()>> {
+    let request = vec![0x5au8; request_len];
+    let mut reply = vec![0u8; reply_len];
+    Box::new(move |_| {
+        to.write_all(&request).context("write to the echo process failed")?;
+        from.read_exact(&mut reply).context("read from the echo process failed")
+    })
+}
+
+/// One round trip per call: a read call frame of `size` bytes out, its data reply in.
+fn frames_round_trip(
+    to: impl Write + 'static,
+    from: impl Read + 'static,
+    size: usize,
+) -> Box<dyn FnMut(u64) -> Result<()>> {
+    let mut calls = FrameWriter::new(to, MAX_FRAME);
+    let mut replies = FrameReader::new(BufReader::with_capacity(FRAME_BUFFER, from), MAX_FRAME);
+    Box::new(move |tag| {
+        let call = Call::Read { fd: Fd(0), len: size as u64 };
+        calls
+            .write_frame(&Frame::Call { tag: Tag(tag), caller: Caller::default(), call })
+            .context("write to the echo process failed")?;
+        match replies.read_frame().context("read from the echo process failed")? {
+            Frame::Reply { tag: answered, response: Ok(Reply::Data(data)) }
+                if answered == Tag(tag) && data.len() == size =>
+            {
+                Ok(())
+            }
+            other => bail!("the echo process answered {} to a read", other.kind()),
+        }
+    })
 }
 
 /// The echo child, killed and reaped if the measurement fails.
@@ -171,8 +243,15 @@ impl Drop for Echo {
 impl EchoArgs {
     /// Reads requests and answers each with a reply until end of file.
     pub(crate) fn run(&self) -> Result<()> {
-        let mut input = File::from(io::stdin().as_fd().try_clone_to_owned()?);
-        let mut output = File::from(io::stdout().as_fd().try_clone_to_owned()?);
+        let input = File::from(io::stdin().as_fd().try_clone_to_owned()?);
+        let output = File::from(io::stdout().as_fd().try_clone_to_owned()?);
+        if self.frames {
+            return echo_frames(input, output);
+        }
+        self.echo_bytes(input, output)
+    }
+
+    fn echo_bytes(&self, mut input: File, mut output: File) -> Result<()> {
         let mut request = vec![0u8; self.request];
         let reply = vec![0xa5u8; self.reply];
         loop {
@@ -186,9 +265,47 @@ impl EchoArgs {
     }
 }
 
+/// Answers each read call frame with a data frame of the length asked, until end of file.
+fn echo_frames(input: File, output: File) -> Result<()> {
+    let mut calls = FrameReader::new(BufReader::with_capacity(FRAME_BUFFER, input), MAX_FRAME);
+    let mut replies = FrameWriter::new(output, MAX_FRAME);
+    loop {
+        let (tag, len) = match calls.read_frame() {
+            Ok(Frame::Call { tag, call: Call::Read { len, .. }, .. }) => (tag, len),
+            Ok(other) => bail!("expected a read call, got a {} frame", other.kind()),
+            Err(scheme_protocol::Error::Closed) => return Ok(()),
+            Err(err) => return Err(err).context("read of a call failed"),
+        };
+        let data = Bytes(vec![0; len as usize]);
+        let reply = Frame::Reply { tag, response: Ok(Reply::Data(data)) };
+        replies.write_frame(&reply).context("write of a reply failed")?;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::OwnedFd;
+
+    #[test]
+    fn frames_cross_a_real_pipe_and_a_reply_to_another_tag_is_an_error() {
+        let (calls_in, calls_out) = io::pipe().unwrap();
+        let (replies_in, replies_out) = io::pipe().unwrap();
+        let (input, output) = (File::from(OwnedFd::from(calls_in)), OwnedFd::from(replies_out));
+        let echo = std::thread::spawn(move || echo_frames(input, File::from(output)));
+        let mut round_trip = frames_round_trip(calls_out, replies_in, 4096);
+        for tag in 0..3 {
+            round_trip(tag).unwrap();
+        }
+        drop(round_trip);
+        echo.join().unwrap().unwrap();
+
+        let (replies_in, mut replies_out) = io::pipe().unwrap();
+        let stray = Frame::Reply { tag: Tag(9), response: Ok(Reply::Data(Bytes(vec![0; 1]))) };
+        FrameWriter::new(&mut replies_out, MAX_FRAME).write_frame(&stray).unwrap();
+        let mut round_trip = frames_round_trip(io::sink(), replies_in, 1);
+        assert!(round_trip(1).is_err());
+    }
 
     #[test]
     fn reply_frames_grow_with_the_payload_and_calls_do_not() {
