@@ -38,9 +38,10 @@ thread_local! {
 }
 
 impl Mailbox {
-    /// This thread's mailbox, or a new one if a call of this thread holds it already.
+    /// This thread's mailbox, or a new one if a call of this thread holds it already (or the
+    /// thread is exiting and its thread-locals are gone).
     pub(super) fn take() -> Mailbox {
-        SPARE.take().unwrap_or_else(|| {
+        SPARE.try_with(Cell::take).ok().flatten().unwrap_or_else(|| {
             // Unbounded, so that handing an answer on never blocks the wire's reader;
             // wake-ups to lead are only sent to an empty channel, so few ever wait in it.
             let (tx, rx) = crossbeam_channel::unbounded();
@@ -50,7 +51,7 @@ impl Mailbox {
 
     /// Keeps the mailbox for this thread's next call, once its call is answered.
     pub(super) fn give_back(self) {
-        SPARE.set(Some(self));
+        let _ = SPARE.try_with(|spare| spare.set(Some(self)));
     }
 
     /// Where the answer (or a call to lead) is sent.
