@@ -4,6 +4,8 @@
 //! the daemon posts an event for that daemon handle.
 
 use std::collections::{HashMap, HashSet};
+
+use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
@@ -64,12 +66,14 @@ impl Handle {
     }
 }
 
-/// All open FUSE files, and an index from daemon handle to FUSE handles for events.
+/// All open FUSE files, and an index from daemon handle to FUSE handles for events. Maps keyed
+/// by numbers we hand out (FUSE handles, inode numbers) use the fast FxHash; the one keyed by
+/// the daemon's handle ids keeps std's keyed hash, so a daemon cannot choose colliding ids.
 #[derive(Debug, Default)]
 pub(crate) struct Handles {
-    open: RwLock<HashMap<u64, Arc<Handle>>>,
+    open: RwLock<FxHashMap<u64, Arc<Handle>>>,
     by_daemon_fd: Mutex<HashMap<(usize, Fd), HashSet<u64>>>,
-    by_node: Mutex<HashMap<u64, HashSet<u64>>>,
+    by_node: Mutex<FxHashMap<u64, HashSet<u64>>>,
     next: AtomicU64,
 }
 
@@ -117,13 +121,17 @@ impl Handles {
         self.by_daemon_fd.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn nodes(&self) -> MutexGuard<'_, HashMap<u64, HashSet<u64>>> {
+    fn nodes(&self) -> MutexGuard<'_, FxHashMap<u64, HashSet<u64>>> {
         self.by_node.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 /// Removes `fh` from `key`'s set, and the set once empty.
-fn forget_in<K: std::hash::Hash + Eq>(index: &mut HashMap<K, HashSet<u64>>, key: &K, fh: u64) {
+fn forget_in<K: std::hash::Hash + Eq, S: std::hash::BuildHasher>(
+    index: &mut HashMap<K, HashSet<u64>, S>,
+    key: &K,
+    fh: u64,
+) {
     if let Some(set) = index.get_mut(key) {
         set.remove(&fh);
         if set.is_empty() {

@@ -3,9 +3,10 @@
 //! EINTR at once). An interrupt can overtake its request (the relay reads /dev/fuse while fuser
 //! is still dispatching it); it is remembered briefly and applied when the call is registered.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use rustc_hash::FxHashMap;
 use scheme_protocol::Tag;
 
 /// Interrupts that arrived before their request, remembered at most this many.
@@ -24,7 +25,8 @@ pub(crate) type Target = (usize, Tag);
 
 #[derive(Debug, Default)]
 struct State {
-    calls: HashMap<u64, Entry>,
+    /// Keyed by the kernel's request ids: FxHash, no need for a keyed hash.
+    calls: FxHashMap<u64, Entry>,
     early: VecDeque<u64>,
 }
 
