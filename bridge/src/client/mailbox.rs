@@ -1,7 +1,7 @@
 //! Where a thread blocked in a call is woken: with its answer, or to take over reading the
 //! wire. Each thread keeps one mailbox and reuses it call after call, so a round trip
 //! allocates no channel (a new channel per call cost an allocation and, at its first message,
-//! a zeroed block of slots: about a tenth of the user-space work of a pinned round trip).
+//! a zeroed block of 31 slots, about 4 KiB: 0.5 µs of a 7.6 µs pinned round trip).
 //!
 //! A mailbox outlives its calls, so its channel never reports the sender gone: every
 //! outstanding call is answered explicitly (by the daemon, the watchdog, or the stream's
