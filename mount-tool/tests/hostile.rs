@@ -1,4 +1,5 @@
-//! A hostile daemon through a real mount (issue 7): wrong tags, duplicate replies, answers
+//! A hostile daemon through a real mount (issue 7), and once through the client library alone
+//! (`oversize-client`): wrong tags, duplicate replies, answers
 //! larger than asked, an enormous frame length, garbage after a valid frame, events for handles
 //! that do not exist, a call stalled forever, a flood of events. Each case must end in a clear
 //! error for the affected calls only (EIO), a logged reason, no panic, bounded memory, and the

@@ -5,9 +5,11 @@
 //!
 //! [`Mode`]: crate::daemon::Mode
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
+use scheme_bridge::{CallError, Client};
 
 use crate::daemon::{flood_events, BAD, DUPLICATE, GOOD};
 use crate::mount::{Mount, Outcome, Probe};
@@ -55,6 +57,7 @@ pub const CASES: &[(&str, Case)] = &[
     ("wrong-tag", wrong_tag),
     ("duplicate", duplicate),
     ("oversize", oversize),
+    ("oversize-client", oversize_client),
     ("huge-frame", huge_frame),
     ("garbage", garbage),
     ("ghost-events", ghost_events),
@@ -245,6 +248,49 @@ fn oversize() -> Report {
     });
     others_work(&mut report, &mount, "after oversized answers");
     survives(&mut report, &mut mount);
+    report
+}
+
+/// Redox `O_RDONLY`.
+const O_RDONLY: usize = 0x0001_0000;
+
+/// oversize through the client library alone, no mount: a caller blocked in `Client::read`,
+/// reading the wire itself, whose answer is larger than asked gets a protocol error (not a
+/// hang, a panic or the bytes), and the same thread's next calls get their own answers (its
+/// wake-up mailbox is reused from call to call).
+fn oversize_client() -> Report {
+    let mut report = Report::default();
+    let mut daemon = Command::new(std::env::current_exe().expect("the test binary's path"));
+    daemon.env("HOSTILE_ROLE", "daemon").env("HOSTILE_MODE", "oversize");
+    let client = match Client::spawn(daemon, "") {
+        Ok(client) => client,
+        Err(err) => {
+            report.failures.push(format!("cannot start the daemon: {err}"));
+            return report;
+        }
+    };
+    let bad = client.open("bad", O_RDONLY);
+    let Ok(bad) = bad else {
+        report.failures.push(format!("open of bad: {bad:?}"));
+        return report;
+    };
+    let oversized = client.read(bad, 16);
+    report.note(format!("16-byte read answered with 32: {oversized:?}"));
+    let protocol_error =
+        matches!(&oversized, Err(CallError::Protocol(what)) if what.contains("32"));
+    report
+        .check(protocol_error, format!("expected a protocol error naming 32 bytes: {oversized:?}"));
+    for round in 0..3 {
+        let good = client.open("good", O_RDONLY).and_then(|fd| {
+            let data = client.read(fd, 64);
+            client.close(fd)?;
+            data
+        });
+        let matched = good.as_deref() == Ok(GOOD);
+        report.check(matched, format!("read of good #{round} after it: {good:?}"));
+    }
+    report.check(client.close(bad).is_ok(), "close of bad failed");
+    client.shutdown();
     report
 }
 
