@@ -250,18 +250,36 @@ impl Calls {
 
     /// Hands `result` to whoever waits for `tag`.
     pub(super) fn finish(&self, tag: Tag, result: CallResult<Reply>) {
+        if let Some((waiter, result)) = self.settle(tag, result) {
+            waiter.finish(tag, result);
+        }
+    }
+
+    /// The answer to `tag` for the thread reading it off the wire itself, which is the one
+    /// waiting for it (no hand-off through its mailbox); `None` if the call was answered
+    /// already (by the watchdog: that answer is in the mailbox).
+    pub(super) fn finish_own(
+        &self,
+        tag: Tag,
+        result: CallResult<Reply>,
+    ) -> Option<CallResult<Reply>> {
+        self.settle(tag, result).map(|(_, result)| result)
+    }
+
+    /// Takes `tag` out of the table with its checked (and traced) answer.
+    fn settle(&self, tag: Tag, result: CallResult<Reply>) -> Option<(Waiter, CallResult<Reply>)> {
         let Some(entry) = self.lock().waiting.remove(&tag) else {
             warn!(
                 "daemon answered unknown tag {} (answered already, or given up on); dropped",
                 tag.0
             );
-            return;
+            return None;
         };
         let result = entry.bound.check(entry.name, result);
         if let Some(trace) = self.trace.get() {
             trace.finished(tag, &result);
         }
-        entry.waiter.finish(tag, result);
+        Some((entry.waiter, result))
     }
 
     /// Fails every call past its deadline: `EIO` for a timeout, `EINTR` for an ignored cancel.

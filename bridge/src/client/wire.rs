@@ -73,8 +73,10 @@ fn lead(
         if !readable(wire, calls) {
             continue;
         }
-        if let Err(why) = read_one(&mut wire.frames, calls, events) {
-            calls.fail_all(&why);
+        match read_one(&mut wire.frames, calls, events, Some(tag)) {
+            Ok(Some(answer)) => return answer,
+            Ok(None) => {}
+            Err(why) => calls.fail_all(&why),
         }
     }
 }
@@ -105,24 +107,29 @@ fn readable(wire: &WireIn, calls: &Calls) -> bool {
     !fds[0].revents().is_empty()
 }
 
-/// Reads one frame and hands it on; `Err` with the reason when the stream is over.
+/// Reads one frame and hands it on, except the answer to `own` (the reading thread's own
+/// call), which it returns; `Err` with the reason when the stream is over.
 fn read_one<R: Read>(
     frames: &mut FrameReader<R>,
     calls: &Calls,
     events: &Events,
-) -> Result<(), String> {
+    own: Option<Tag>,
+) -> Result<Option<CallResult<Reply>>, String> {
     match frames.read_frame() {
+        Ok(Frame::Reply { tag, response }) if Some(tag) == own => {
+            Ok(calls.finish_own(tag, response.map_err(CallError::Errno)))
+        }
         Ok(Frame::Reply { tag, response }) => {
             calls.finish(tag, response.map_err(CallError::Errno));
-            Ok(())
+            Ok(None)
         }
         Ok(Frame::Event { fd, flags }) => {
             events.post(Event { fd, flags });
-            Ok(())
+            Ok(None)
         }
         Ok(other) => {
             warn!("daemon sent a {} frame; ignored", other.kind());
-            Ok(())
+            Ok(None)
         }
         Err(scheme_protocol::Error::Closed) => Err("daemon closed its end".to_owned()),
         Err(err) => {
@@ -138,7 +145,7 @@ pub(super) fn read_for_good(wire: &SharedWire, calls: &Calls, events: &Events) {
     let taken = wire.lock().unwrap_or_else(PoisonError::into_inner).take();
     let Some(mut wire_in) = taken else { return };
     let why = loop {
-        if let Err(why) = read_one(&mut wire_in.frames, calls, events) {
+        if let Err(why) = read_one(&mut wire_in.frames, calls, events, None) {
             break why;
         }
     };
