@@ -47,6 +47,8 @@ struct Shared {
     ops: AtomicU64,
     bytes: AtomicU64,
     slowest_us: AtomicU64,
+    /// What the slowest call was (set by the call that raised `slowest_us`).
+    slowest_what: Mutex<&'static str>,
     torn: AtomicU64,
     expected: Mutex<BTreeMap<String, u64>>,
     unexpected: Mutex<Vec<String>>,
@@ -66,7 +68,10 @@ impl Shared {
         let result = f();
         *lock(&self.current[me]) = None;
         let took = started.elapsed();
-        self.slowest_us.fetch_max(took.as_micros() as u64, Relaxed);
+        let took_us = took.as_micros() as u64;
+        if took_us > self.slowest_us.fetch_max(took_us, Relaxed) {
+            *lock(&self.slowest_what) = what;
+        }
         if took > STALL {
             lock(&self.stalls).push(format!("client {me}: {what} took {took:?}"));
         }
@@ -396,10 +401,11 @@ fn sixty_four_clients_on_chan_and_ramfs_without_errors_stalls_or_growth() {
 
     let ops = shared.ops.load(Relaxed);
     eprintln!(
-        "soak: {secs} s, {clients} clients, {ops} calls ({} per second), {} MiB moved, slowest call {} ms",
+        "soak: {secs} s, {clients} clients, {ops} calls ({} per second), {} MiB moved, slowest call {} ms ({})",
         ops / secs.max(1),
         shared.bytes.load(Relaxed) >> 20,
-        shared.slowest_us.load(Relaxed) / 1000
+        shared.slowest_us.load(Relaxed) / 1000,
+        lock(&shared.slowest_what)
     );
     eprintln!("soak: expected errors (races by design): {:?}", lock(&shared.expected));
     let torn = shared.torn.load(Relaxed);
