@@ -39,9 +39,14 @@ const TORN_READS_ARE_A_KNOWN_BUG: bool = false;
 /// `accepting_connections_leaves_no_memory_behind`); fixed, so its memory is judged too.
 const CHAN_ACCEPT_LEAK_IS_A_KNOWN_BUG: bool = false;
 
+/// A call slower than this is listed in the summary (when, which client, what, how long).
+const SLOW: Duration = Duration::from_millis(100);
+
 /// What every client shares: the call each one is in (for the watchdog) and the counts.
 #[derive(Default)]
 struct Shared {
+    /// When the clients started (the slow calls' times are counted from it).
+    began: Option<Instant>,
     current: Vec<Mutex<Option<(Instant, &'static str)>>>,
     stop: AtomicBool,
     ops: AtomicU64,
@@ -49,6 +54,8 @@ struct Shared {
     slowest_us: AtomicU64,
     /// What the slowest call was (set by the call that raised `slowest_us`).
     slowest_what: Mutex<&'static str>,
+    /// Every call slower than [`SLOW`]: (start since `began`, client, what, how long).
+    slow: Mutex<Vec<(Duration, usize, &'static str, Duration)>>,
     torn: AtomicU64,
     expected: Mutex<BTreeMap<String, u64>>,
     unexpected: Mutex<Vec<String>>,
@@ -71,6 +78,10 @@ impl Shared {
         let took_us = took.as_micros() as u64;
         if took_us > self.slowest_us.fetch_max(took_us, Relaxed) {
             *lock(&self.slowest_what) = what;
+        }
+        if took > SLOW {
+            let at = self.began.map_or(Duration::ZERO, |began| started - began);
+            lock(&self.slow).push((at, me, what, took));
         }
         if took > STALL {
             lock(&self.stalls).push(format!("client {me}: {what} took {took:?}"));
@@ -283,10 +294,11 @@ fn ramfs_client(shared: &Shared, me: usize, root: &Path) {
                 // Publish atomically: write privately, rename into the shared directory.
                 let content = published(rng.next(), rng.between(0, MAX_MESSAGE));
                 let (tmp, target) = (dir.join("tmp"), common.join(format!("n{}", rng.below(6))));
-                let done = shared.call(me, "publish", || {
-                    fs::write(&tmp, &content).and_then(|()| fs::rename(&tmp, &target))
-                });
-                shared.check(me, "publish", done, &[]);
+                let written = shared.call(me, "publish: write", || fs::write(&tmp, &content));
+                if shared.check(me, "publish: write", written, &[]).is_some() {
+                    let renamed = shared.call(me, "publish: rename", || fs::rename(&tmp, &target));
+                    shared.check(me, "publish: rename", renamed, &[]);
+                }
             }
             _ => {
                 let target = common.join(format!("n{}", rng.below(6)));
@@ -337,6 +349,22 @@ fn ramfs_client(shared: &Shared, me: usize, root: &Path) {
     }
 }
 
+/// Prints how many calls took longer than [`SLOW`], by operation, and the ten slowest with
+/// when they started: a tail that clusters in time points at a stall of a whole process, a tail
+/// spread over one operation at that operation's path.
+fn report_slow_calls(slow: &[(Duration, usize, &'static str, Duration)]) {
+    let mut by_what = BTreeMap::<&str, usize>::new();
+    for (_, _, what, _) in slow {
+        *by_what.entry(what).or_default() += 1;
+    }
+    eprintln!("soak: calls over {SLOW:?}: {} {by_what:?}", slow.len());
+    let mut slowest = slow.to_vec();
+    slowest.sort_by_key(|&(.., took)| std::cmp::Reverse(took));
+    for (at, me, what, took) in slowest.iter().take(10) {
+        eprintln!("soak:   at {:.3} s, client {me}: {what} took {took:?}", at.as_secs_f64());
+    }
+}
+
 /// The average of `series`.
 fn average(series: &[u64]) -> u64 {
     series.iter().sum::<u64>() / series.len().max(1) as u64
@@ -351,6 +379,7 @@ fn sixty_four_clients_on_chan_and_ramfs_without_errors_stalls_or_growth() {
     let clients = CHAN_CLIENTS + RAMFS_CLIENTS;
     let shared = Arc::new(Shared {
         current: (0..clients).map(|_| Mutex::new(None)).collect(),
+        began: Some(Instant::now()),
         ..Shared::default()
     });
     let processes = [
@@ -407,6 +436,7 @@ fn sixty_four_clients_on_chan_and_ramfs_without_errors_stalls_or_growth() {
         shared.slowest_us.load(Relaxed) / 1000,
         lock(&shared.slowest_what)
     );
+    report_slow_calls(&lock(&shared.slow));
     eprintln!("soak: expected errors (races by design): {:?}", lock(&shared.expected));
     let torn = shared.torn.load(Relaxed);
     eprintln!("soak: torn reads of replaced shared files (known bug): {torn}");
