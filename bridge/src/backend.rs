@@ -33,6 +33,10 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn compound(&self) -> bool {
         false
     }
+    /// Whether the scheme takes the compound call `OnPath`.
+    fn path_steps(&self) -> bool {
+        false
+    }
     /// Slots of a payload region shared with the scheme, for large reads and writes.
     fn payload_slots(&self) -> Option<Arc<crate::region::Slots>> {
         None
@@ -48,6 +52,9 @@ impl Backend for Client {
     }
     fn compound(&self) -> bool {
         Client::compound(self)
+    }
+    fn path_steps(&self) -> bool {
+        Client::path_steps(self)
     }
     fn cancel(&self, tag: Tag) {
         Client::cancel(self, tag);

@@ -103,7 +103,7 @@ pub(crate) fn from_call(
         }
         Call::ReadRegion { fd, len, at } => in_region(&mut p, SYS_READ, fd.0, region, at, len)?,
         Call::WriteRegion { fd, len, at } => in_region(&mut p, SYS_WRITE, fd.0, region, at, len)?,
-        Call::StatPath { .. } | Call::OpenStat { .. } => {
+        Call::StatPath { .. } | Call::OpenStat { .. } | Call::OnPath { .. } => {
             // Several packets; `compound` splits them before they get here.
             warn!("{} cannot be one packet; ENOSYS", call.name());
             return Err(Errno::ENOSYS);

@@ -16,7 +16,7 @@ use log::{debug, error, warn};
 use rustc_hash::FxHashMap;
 use scheme_protocol::{
     handshake, hello, Call, Errno, Fd, Frame, FrameReader, FrameWriter, Reply, Response, Tag,
-    FEATURE_COMPOUND, FEATURE_REGION, MAX_FRAME, MAX_OVERHEAD,
+    FEATURE_COMPOUND, FEATURE_PATH_STEPS, FEATURE_REGION, MAX_FRAME, MAX_OVERHEAD,
 };
 use syscall::data::Packet;
 
@@ -181,7 +181,7 @@ impl SchemeSocket {
         let mut frames_in = FrameReader::new(buffered, MAX_FRAME);
         let mut frames_out: Writer = FrameWriter::new(Box::new(writer), MAX_FRAME);
         let mut ours = hello(scheme, MAX_FRAME);
-        ours.features |= FEATURE_COMPOUND;
+        ours.features |= FEATURE_COMPOUND | FEATURE_PATH_STEPS;
         if region.is_some() {
             ours.features |= FEATURE_REGION;
         }
@@ -463,11 +463,14 @@ impl Shared {
                 if !matches!(state.tags.get(&tag), Some(TagState::Queued)) {
                     return None; // cancelled before the daemon saw it
                 }
-                let (call, step) = compound::start(call, caller);
-                let name = call.name();
-                let built =
-                    packet::from_call(id, caller, call, self.max_payload, self.region.as_ref());
-                let (packet, buffers) = match built {
+                let built = compound::start(call, caller).and_then(|(call, step)| {
+                    let name = call.name();
+                    let region = self.region.as_ref();
+                    let (packet, buffers) =
+                        packet::from_call(id, caller, call, self.max_payload, region)?;
+                    Ok((packet, buffers, name, step))
+                });
+                let (packet, buffers, name, step) = match built {
                     Ok(built) => built,
                     Err(errno) => {
                         state.tags.remove(&tag);
@@ -574,10 +577,22 @@ impl Shared {
         let id = state.next_id;
         let name = next.call.name();
         let built = packet::from_call(id, next.caller, next.call, self.max_payload, None);
+        let built = built.and_then(|(packet, buffers)| {
+            let size = out_size(&buffers);
+            if state.buffered + size > MAX_BUFFERED {
+                warn!(
+                    "{MAX_BUFFERED} bytes of read buffers held; {name} (tag {}) answered EAGAIN",
+                    tag.0
+                );
+                return Err(Errno::EAGAIN);
+            }
+            state.buffered += size;
+            Ok((packet, buffers))
+        });
         let (packet, buffers) = match built {
             Ok(built) => built,
             Err(errno) => {
-                if let Step::Statted { fd, .. } = next.step {
+                if let Some(fd) = next.step.handle() {
                     let _ = self.wake.send(Inbound::CloseOrphan(fd as usize));
                 }
                 state.tags.remove(&tag);

@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use scheme_bridge::{serve_block_mut, CallError, Client, SchemeSocket};
-use scheme_protocol::{Call, Errno, Fd, Reply};
+use scheme_protocol::{Bytes, Call, Errno, Fd, PathStep, Reply, MAX_PATH_STEPS};
 use syscall::data::{Packet, Stat};
 use syscall::error::{Error, Result, EBADF, EIO, ENOENT, ENOSYS};
 use syscall::flag::{EventFlags, MODE_FILE};
@@ -432,4 +432,67 @@ fn a_compound_answers_the_first_error_and_closes_what_it_opened() {
 fn a_cancelled_open_stat_closes_its_handle_in_the_daemon() {
     // A compound cancelled while its open is parked leaves no handle behind either.
     cancelled_gate_open_is_closed(Call::OpenStat { path: "gate".into(), flags: 0 });
+}
+
+#[test]
+fn on_path_makes_each_step_on_its_handle_then_closes_it() {
+    for (client, daemon, closed) in both_loops() {
+        assert!(client.path_steps(), "the daemon side announces OnPath");
+        let steps = vec![PathStep::Write { data: Bytes::from(&b"hi"[..]) }, PathStep::Fstat];
+        let stat = client.call(Call::OnPath { path: "m".into(), flags: 0, steps });
+        let Ok(Reply::Stat(stat)) = stat else { panic!("the last step's answer: {stat:?}") };
+        assert_eq!(stat.st_size, 2, "the fstat came after the write");
+        let read = client.call(Call::OnPath {
+            path: "m".into(),
+            flags: 0,
+            steps: vec![PathStep::Read { len: 16 }],
+        });
+        assert_eq!(read, Ok(Reply::Data(Bytes::from(&b"hi"[..]))));
+        // Both closes ran before the next call: it gets the next id.
+        assert_eq!(client.open("m", 0).unwrap(), Fd(3));
+        assert_eq!(*closed.lock().unwrap(), vec![1, 2]);
+        drop(client);
+        daemon.join().unwrap();
+    }
+}
+
+#[test]
+fn on_path_stops_at_a_failed_step_and_still_closes() {
+    for (client, daemon, closed) in both_loops() {
+        let steps = vec![PathStep::Fstat, PathStep::Write { data: Bytes::from(&b"x"[..]) }];
+        let failed = client.call(Call::OnPath { path: "nostat".into(), flags: 0, steps });
+        assert_eq!(failed, Err(CallError::Errno(Errno::EIO)));
+        let fd = client.open("m", 0).unwrap();
+        assert_eq!(*closed.lock().unwrap(), vec![1]);
+        assert_eq!(client.fstat(fd).unwrap().st_size, 0, "no step ran after the failed one");
+        let missing = client.call(Call::OnPath {
+            path: "missing".into(),
+            flags: 0,
+            steps: vec![PathStep::Fstat],
+        });
+        assert_eq!(missing, Err(CallError::Errno(Errno::ENOENT)));
+        drop(client);
+        daemon.join().unwrap();
+    }
+}
+
+#[test]
+fn on_path_without_steps_or_with_too_many_is_einval_and_opens_nothing() {
+    for (client, daemon, closed) in both_loops() {
+        for count in [0, MAX_PATH_STEPS + 1] {
+            let steps = vec![PathStep::Fstat; count];
+            let refused = client.call(Call::OnPath { path: "m".into(), flags: 0, steps });
+            assert_eq!(refused, Err(CallError::Errno(Errno::EINVAL)), "{count} steps");
+        }
+        assert_eq!(client.open("m", 0).unwrap(), Fd(1), "nothing was opened");
+        assert!(closed.lock().unwrap().is_empty());
+        drop(client);
+        daemon.join().unwrap();
+    }
+}
+
+#[test]
+fn a_cancelled_on_path_closes_its_handle_in_the_daemon() {
+    let steps = vec![PathStep::Fstat];
+    cancelled_gate_open_is_closed(Call::OnPath { path: "gate".into(), flags: 0, steps });
 }

@@ -4,10 +4,12 @@
 use std::process::Command;
 
 use scheme_bridge::{CallError, Client};
-use scheme_protocol::{Call, Errno, Reply};
+use scheme_protocol::{Call, Errno, PathStep, Reply};
 
 const O_CREAT_RDWR: u64 = 0x0203_0000 | 0o644;
 const O_RDONLY: u64 = 0x0001_0000;
+const O_WRONLY: u64 = 0x0002_0000;
+const O_STAT: u64 = 0x2000_0000;
 
 fn ramfs() -> Client {
     Client::spawn(Command::new(env!("CARGO_BIN_EXE_ramfsd")), "ramfs").expect("ramfsd starts")
@@ -72,4 +74,30 @@ fn stat_paths_close_their_handles_so_unlinked_space_comes_back() {
     assert!(free_bytes(&client) >= before + (1 << 20), "a stat_path left a handle open");
     let gone = client.call(Call::OpenStat { path: "f".into(), flags: O_RDONLY });
     assert_eq!(gone, Err(CallError::Errno(Errno::ENOENT)));
+}
+
+#[test]
+fn on_path_renames_truncates_and_stats_in_one_call_each() {
+    let client = ramfs();
+    assert!(client.path_steps());
+    mebibyte_file(&client, "a");
+    let rename = vec![PathStep::Frename { path: "b".into() }];
+    let renamed = client.call(Call::OnPath { path: "a".into(), flags: O_STAT, steps: rename });
+    assert_eq!(renamed, Ok(Reply::Value(0)));
+    let gone = client.call(Call::StatPath { path: "a".into() });
+    assert_eq!(gone, Err(CallError::Errno(Errno::ENOENT)));
+    let steps = vec![PathStep::Ftruncate { len: 10 }, PathStep::Fstat];
+    let truncated = client.call(Call::OnPath { path: "b".into(), flags: O_WRONLY, steps });
+    let Ok(Reply::Stat(stat)) = truncated else { panic!("got {truncated:?}") };
+    assert_eq!(stat.st_size, 10);
+    // 1,000 of them leave no handle behind: the unlinked file's bytes come back.
+    for _ in 0..1000 {
+        let steps = vec![PathStep::Fstat];
+        let stat = client.call(Call::OnPath { path: "b".into(), flags: O_STAT, steps });
+        assert!(matches!(stat, Ok(Reply::Stat(_))), "got {stat:?}");
+    }
+    mebibyte_file(&client, "c");
+    let before = free_bytes(&client);
+    assert_eq!(client.call(Call::Unlink { path: "c".into() }), Ok(Reply::Value(0)));
+    assert!(free_bytes(&client) >= before + (1 << 20), "an on_path left a handle open");
 }

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arbitrary::{Result, Unstructured};
 use scheme_protocol::{
-    Bytes, Call, Caller, Errno, Fd, Frame, Hello, Reply, Response, Stat, StatVfs, Tag, TimeSpec,
-    MAGIC, MAX_FRAME, VERSION,
+    Bytes, Call, Caller, Errno, Fd, Frame, Hello, PathStep, Reply, Response, Stat, StatVfs, Tag,
+    TimeSpec, MAGIC, MAX_FRAME, MAX_PATH_STEPS, VERSION,
 };
 
 /// Live heap bytes above which the process aborts: a few 16 MiB frames' worth. Every target
@@ -66,10 +66,10 @@ pub fn caller(u: &mut Unstructured<'_>) -> Result<Caller> {
     Ok(Caller { pid: u.arbitrary()?, uid: u.arbitrary()?, gid: u.arbitrary()? })
 }
 
-/// Any call (all 25 variants).
+/// Any call (all 26 variants).
 pub fn call(u: &mut Unstructured<'_>) -> Result<Call> {
     let fd = Fd(u.arbitrary()?);
-    Ok(match u.int_in_range(0..=24u8)? {
+    Ok(match u.int_in_range(0..=25u8)? {
         0 => Call::Open { path: u.arbitrary()?, flags: u.arbitrary()? },
         1 => Call::Rmdir { path: u.arbitrary()? },
         2 => Call::Unlink { path: u.arbitrary()? },
@@ -88,18 +88,41 @@ pub fn call(u: &mut Unstructured<'_>) -> Result<Call> {
         15 => Call::Fstatvfs { fd },
         16 => Call::Fsync { fd },
         17 => Call::Ftruncate { fd, len: u.arbitrary()? },
-        18 => {
-            let times = u.arbitrary_iter::<(i64, i32)>()?.take(4);
-            let times = times.map(|t| t.map(|(tv_sec, tv_nsec)| TimeSpec { tv_sec, tv_nsec }));
-            Call::Futimens { fd, times: times.collect::<Result<_>>()? }
-        }
+        18 => Call::Futimens { fd, times: times(u)? },
         19 => Call::Close { fd },
         20 => Call::Getdents { fd, len: u.arbitrary()?, opaque: u.arbitrary()? },
         21 => Call::ReadRegion { fd, len: u.arbitrary()?, at: u.arbitrary()? },
         22 => Call::WriteRegion { fd, len: u.arbitrary()?, at: u.arbitrary()? },
         23 => Call::StatPath { path: u.arbitrary()? },
-        _ => Call::OpenStat { path: u.arbitrary()?, flags: u.arbitrary()? },
+        24 => Call::OpenStat { path: u.arbitrary()?, flags: u.arbitrary()? },
+        _ => {
+            let count = u.int_in_range(0..=MAX_PATH_STEPS + 1)?;
+            let steps = (0..count).map(|_| path_step(u)).collect::<Result<_>>()?;
+            Call::OnPath { path: u.arbitrary()?, flags: u.arbitrary()?, steps }
+        }
     })
+}
+
+/// Any step of an `OnPath` call.
+fn path_step(u: &mut Unstructured<'_>) -> Result<PathStep> {
+    Ok(match u.int_in_range(0..=9u8)? {
+        0 => PathStep::Read { len: u.arbitrary()? },
+        1 => PathStep::Write { data: bytes(u)? },
+        2 => PathStep::Fchmod { mode: u.arbitrary()? },
+        3 => PathStep::Fchown { uid: u.arbitrary()?, gid: u.arbitrary()? },
+        4 => PathStep::Flink { path: u.arbitrary()? },
+        5 => PathStep::Frename { path: u.arbitrary()? },
+        6 => PathStep::Fstat,
+        7 => PathStep::Fstatvfs,
+        8 => PathStep::Ftruncate { len: u.arbitrary()? },
+        _ => PathStep::Futimens { times: times(u)? },
+    })
+}
+
+/// Up to four timespecs.
+fn times(u: &mut Unstructured<'_>) -> Result<Vec<TimeSpec>> {
+    let times = u.arbitrary_iter::<(i64, i32)>()?.take(4);
+    times.map(|t| t.map(|(tv_sec, tv_nsec)| TimeSpec { tv_sec, tv_nsec })).collect()
 }
 
 /// Any response: an errno or any reply.

@@ -21,6 +21,6 @@ pub use codec::{FrameReader, FrameWriter, MAX_FRAME, MAX_OVERHEAD};
 pub use error::{Error, Result};
 pub use handshake::{handshake, hello, Peer, MIN_FRAME};
 pub use message::{
-    Call, Caller, Errno, Fd, Frame, Hello, Reply, Response, Stat, StatVfs, Tag, TimeSpec,
-    FEATURE_COMPOUND, FEATURE_REGION, MAGIC, VERSION,
+    Call, Caller, Errno, Fd, Frame, Hello, PathStep, Reply, Response, Stat, StatVfs, Tag, TimeSpec,
+    FEATURE_COMPOUND, FEATURE_PATH_STEPS, FEATURE_REGION, MAGIC, MAX_PATH_STEPS, VERSION,
 };

@@ -24,6 +24,12 @@ pub const FEATURE_REGION: u64 = 1;
 /// when it may send them.
 pub const FEATURE_COMPOUND: u64 = 2;
 
+/// [`Hello::features`] bit: the compound call [`Call::OnPath`]. Set as [`FEATURE_COMPOUND`] is.
+pub const FEATURE_PATH_STEPS: u64 = 4;
+
+/// The most [`PathStep`]s one [`Call::OnPath`] may carry.
+pub const MAX_PATH_STEPS: usize = 8;
+
 /// A request tag chosen by the caller side; the reply carries the same tag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Tag(pub u64);
@@ -201,6 +207,46 @@ pub enum Call {
     /// Compound: `open(path, flags)` then `fstat` of the new handle, which stays open.
     /// Answered with [`Reply::Opened`]. Only with [`FEATURE_COMPOUND`] negotiated.
     OpenStat { path: String, flags: u64 },
+    /// Compound: `open(path, flags)`, each of `steps` in order on the new handle, `close`, as
+    /// one round trip (a rename, chmod or utimens by path, a readlink). Answered with the last
+    /// step's answer, or the first errno (of the open or a step; the steps after it are not
+    /// made). 1 to [`MAX_PATH_STEPS`] steps. Only with [`FEATURE_PATH_STEPS`] negotiated.
+    OnPath { path: String, flags: u64, steps: Vec<PathStep> },
+}
+
+/// One handle call of a [`Call::OnPath`], made on the handle its open returned: the [`Call`]
+/// of the same name without its `fd`.
+#[allow(missing_docs)] // fields are those of the `Call` of the same name
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PathStep {
+    Read { len: u64 },
+    Write { data: Bytes },
+    Fchmod { mode: u16 },
+    Fchown { uid: u32, gid: u32 },
+    Flink { path: String },
+    Frename { path: String },
+    Fstat,
+    Fstatvfs,
+    Ftruncate { len: u64 },
+    Futimens { times: Vec<TimeSpec> },
+}
+
+impl PathStep {
+    /// This step as a call on handle `fd`.
+    pub fn on(self, fd: Fd) -> Call {
+        match self {
+            PathStep::Read { len } => Call::Read { fd, len },
+            PathStep::Write { data } => Call::Write { fd, data },
+            PathStep::Fchmod { mode } => Call::Fchmod { fd, mode },
+            PathStep::Fchown { uid, gid } => Call::Fchown { fd, uid, gid },
+            PathStep::Flink { path } => Call::Flink { fd, path },
+            PathStep::Frename { path } => Call::Frename { fd, path },
+            PathStep::Fstat => Call::Fstat { fd },
+            PathStep::Fstatvfs => Call::Fstatvfs { fd },
+            PathStep::Ftruncate { len } => Call::Ftruncate { fd, len },
+            PathStep::Futimens { times } => Call::Futimens { fd, times },
+        }
+    }
 }
 
 /// A successful answer to a [`Call`].
@@ -297,6 +343,7 @@ impl Call {
             Call::WriteRegion { .. } => "write_region",
             Call::StatPath { .. } => "stat_path",
             Call::OpenStat { .. } => "open_stat",
+            Call::OnPath { .. } => "on_path",
         }
     }
 
@@ -307,7 +354,8 @@ impl Call {
             | Call::Rmdir { .. }
             | Call::Unlink { .. }
             | Call::StatPath { .. }
-            | Call::OpenStat { .. } => None,
+            | Call::OpenStat { .. }
+            | Call::OnPath { .. } => None,
             Call::Dup { fd, .. }
             | Call::Read { fd, .. }
             | Call::Write { fd, .. }
@@ -347,6 +395,9 @@ impl fmt::Display for Call {
             }
             Call::Rmdir { path } | Call::Unlink { path } | Call::StatPath { path } => {
                 write!(f, "{name} {path:?}")
+            }
+            Call::OnPath { path, flags, steps } => {
+                write!(f, "{name} {path:?} flags={flags:#x} {steps:?}")
             }
             Call::Dup { fd, buf } => write!(f, "{name} fd={} {:?}", fd.0, buf.lossy()),
             Call::Read { fd, len } | Call::Fpath { fd, len } => {

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use scheme_protocol::codec::{decode_body, encode_frame, LEN_PREFIX};
 use scheme_protocol::handshake::hello;
 use scheme_protocol::{
-    Call, Caller, Errno, Error, Fd, Frame, FrameReader, Reply, Stat, StatVfs, Tag, TimeSpec, MAGIC,
-    MAX_FRAME, VERSION,
+    Call, Caller, Errno, Error, Fd, Frame, FrameReader, PathStep, Reply, Stat, StatVfs, Tag,
+    TimeSpec, MAGIC, MAX_FRAME, VERSION,
 };
 
 const DOC_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../PROTOCOL.md");
@@ -148,6 +148,18 @@ fn expected() -> Vec<(&'static str, Frame)> {
                         ..Stat::default()
                     },
                 }),
+            },
+        ),
+        (
+            "call-on-path",
+            Frame::Call {
+                tag: Tag(11),
+                caller: CALLER,
+                call: Call::OnPath {
+                    path: "a".into(),
+                    flags: 0x2000_0000 | 0x8000_0000, // O_STAT | O_NOFOLLOW
+                    steps: vec![PathStep::Frename { path: "b".into() }],
+                },
             },
         ),
         ("event", Frame::Event { fd: Fd(3), flags: 1 }),

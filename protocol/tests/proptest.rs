@@ -10,8 +10,8 @@ use proptest::prelude::*;
 use scheme_protocol::codec::{decode_body, encode_frame, LEN_PREFIX};
 use scheme_protocol::handshake::{handshake, hello, read_hello};
 use scheme_protocol::{
-    Bytes, Call, Caller, Errno, Error, Fd, Frame, FrameReader, FrameWriter, Hello, Reply, Response,
-    Stat, StatVfs, Tag, TimeSpec, MAGIC, MAX_FRAME, VERSION,
+    Bytes, Call, Caller, Errno, Error, Fd, Frame, FrameReader, FrameWriter, Hello, PathStep, Reply,
+    Response, Stat, StatVfs, Tag, TimeSpec, MAGIC, MAX_FRAME, MAX_PATH_STEPS, VERSION,
 };
 
 /// Cases per test: `PROPTEST_CASES` if set, else `default`.
@@ -190,6 +190,24 @@ fn arb_call() -> impl Strategy<Value = Call> {
         }),
         arb_string().prop_map(|path| Call::StatPath { path }),
         (arb_string(), any::<u64>()).prop_map(|(path, flags)| Call::OpenStat { path, flags }),
+        (arb_string(), any::<u64>(), vec(arb_path_step(), 0..=MAX_PATH_STEPS))
+            .prop_map(|(path, flags, steps)| Call::OnPath { path, flags, steps }),
+    ]
+}
+
+/// Every `PathStep` variant.
+fn arb_path_step() -> impl Strategy<Value = PathStep> {
+    prop_oneof![
+        any::<u64>().prop_map(|len| PathStep::Read { len }),
+        arb_bytes().prop_map(|data| PathStep::Write { data }),
+        any::<u16>().prop_map(|mode| PathStep::Fchmod { mode }),
+        (any::<u32>(), any::<u32>()).prop_map(|(uid, gid)| PathStep::Fchown { uid, gid }),
+        arb_string().prop_map(|path| PathStep::Flink { path }),
+        arb_string().prop_map(|path| PathStep::Frename { path }),
+        Just(PathStep::Fstat),
+        Just(PathStep::Fstatvfs),
+        any::<u64>().prop_map(|len| PathStep::Ftruncate { len }),
+        vec(arb_timespec(), 0..4).prop_map(|times| PathStep::Futimens { times }),
     ]
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use log::{error, warn};
 use rustc_hash::FxHashMap;
-use scheme_protocol::{Call, Errno, Reply, Tag};
+use scheme_protocol::{Call, Errno, PathStep, Reply, Tag};
 
 use super::mailbox::Wake;
 use super::{CallError, CallResult};
@@ -47,6 +47,7 @@ fn may_block(call: &Call) -> bool {
         Call::Open { .. }
             | Call::StatPath { .. }
             | Call::OpenStat { .. }
+            | Call::OnPath { .. }
             | Call::Dup { .. }
             | Call::Read { .. }
             | Call::Write { .. }
@@ -74,6 +75,12 @@ impl Bound {
             }
             Call::Write { data, .. } => Bound::Count(data.len() as u64),
             Call::ReadRegion { len, .. } | Call::WriteRegion { len, .. } => Bound::Count(*len),
+            // The answer is the last step's.
+            Call::OnPath { steps, .. } => match steps.last() {
+                Some(PathStep::Read { len }) => Bound::Data(*len),
+                Some(PathStep::Write { data }) => Bound::Count(data.len() as u64),
+                _ => Bound::Any,
+            },
             _ => Bound::Any,
         }
     }
@@ -370,6 +377,20 @@ mod tests {
     fn completion() -> (Waiter, Receiver<CallResult<Reply>>) {
         let (tx, rx) = crossbeam_channel::bounded(1);
         (Waiter::Completion(Box::new(move |r| drop(tx.send(r)))), rx)
+    }
+
+    #[test]
+    fn an_on_path_answer_is_bounded_by_its_last_step() {
+        let on_path = |steps| Call::OnPath { path: "l".into(), flags: 0, steps };
+        let readlink = Bound::of(&on_path(vec![PathStep::Read { len: 4 }]));
+        let data = |n: usize| Ok(Reply::Data(scheme_protocol::Bytes::from(vec![b'x'; n])));
+        assert!(readlink.check("on_path", data(4)).is_ok());
+        assert!(matches!(readlink.check("on_path", data(5)), Err(CallError::Protocol(_))));
+        let write = Bound::of(&on_path(vec![PathStep::Write { data: vec![0; 3].into() }]));
+        assert!(matches!(write.check("on_path", Ok(Reply::Value(4))), Err(CallError::Protocol(_))));
+        // A read that is not last bounds nothing: the answer is the fstat's.
+        let steps = vec![PathStep::Read { len: 0 }, PathStep::Fstat];
+        assert!(matches!(Bound::of(&on_path(steps)), Bound::Any));
     }
 
     #[test]

@@ -29,7 +29,8 @@ use crossbeam_channel::Receiver;
 use log::{debug, error, warn};
 use scheme_protocol::{
     handshake, hello, Bytes, Call, Caller, Errno, Fd, Frame, FrameReader, FrameWriter, Peer, Reply,
-    Stat, StatVfs, Tag, TimeSpec, FEATURE_COMPOUND, FEATURE_REGION, MAX_FRAME, MAX_OVERHEAD,
+    Stat, StatVfs, Tag, TimeSpec, FEATURE_COMPOUND, FEATURE_PATH_STEPS, FEATURE_REGION, MAX_FRAME,
+    MAX_OVERHEAD,
 };
 
 /// The capacity asked for the pipes to a spawned daemon: one 1 MiB payload plus its header.
@@ -199,7 +200,7 @@ impl Client {
         let mut frames_out: FrameWriter<Box<dyn Write + Send>> =
             FrameWriter::new(Box::new(writer), MAX_FRAME);
         let mut ours = hello(scheme, MAX_FRAME);
-        ours.features |= FEATURE_COMPOUND;
+        ours.features |= FEATURE_COMPOUND | FEATURE_PATH_STEPS;
         if offer.is_some() {
             ours.features |= FEATURE_REGION;
         }
@@ -238,6 +239,11 @@ impl Client {
     /// Whether the daemon runs the compound calls (`StatPath`, `OpenStat`).
     pub fn compound(&self) -> bool {
         self.inner.peer.features & FEATURE_COMPOUND != 0
+    }
+
+    /// Whether the daemon runs the compound call `OnPath`.
+    pub fn path_steps(&self) -> bool {
+        self.inner.peer.features & FEATURE_PATH_STEPS != 0
     }
 
     /// Sets the limits on this connection's calls (for every clone).

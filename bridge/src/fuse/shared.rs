@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use fuser::Errno as LinuxErrno;
 use log::debug;
-use scheme_protocol::{Call, Caller, Fd, Reply, Stat};
+use scheme_protocol::{Call, Caller, Fd, PathStep, Reply, Stat};
 use syscall::flag::{O_NOFOLLOW, O_STAT};
 
 use super::attr::Owner;
@@ -202,6 +202,59 @@ impl Shared {
                 this.close_quietly(scheme, caller, fd);
             }
             Err(err) => then(Err(err)),
+        });
+    }
+
+    /// Opens `path` with `flags`, makes each of `steps` on the new handle, one after the other,
+    /// and closes it; `done` gets the last step's answer or the first error (the steps after a
+    /// failed one are not made). One `OnPath` round trip where the daemon runs it.
+    pub(crate) fn on_path(
+        self: &Arc<Self>,
+        scheme: usize,
+        caller: Caller,
+        path: &str,
+        flags: usize,
+        steps: Vec<PathStep>,
+        done: impl FnOnce(CallResult<Reply>) + Send + 'static,
+    ) {
+        if self.schemes[scheme].backend.path_steps() {
+            let call = Call::OnPath { path: path.to_owned(), flags: flags as u64, steps };
+            return self.call(scheme, caller, call, done);
+        }
+        let this = Arc::clone(self);
+        let open = Call::Open { path: path.to_owned(), flags: flags as u64 };
+        self.call(scheme, caller, open, move |result| match result {
+            Ok(Reply::Value(fd)) => this.steps_on(scheme, caller, Fd(fd), steps, Box::new(done)),
+            Ok(other) => {
+                let what = format!("daemon answered {} to an open", other.kind());
+                done(Err(CallError::Protocol(what)));
+            }
+            Err(err) => done(Err(err)),
+        });
+    }
+
+    /// `on_path` without the compound: the first of `steps` on `fd`, the rest once it is
+    /// answered, then the close.
+    fn steps_on(
+        self: &Arc<Self>,
+        scheme: usize,
+        caller: Caller,
+        fd: Fd,
+        mut steps: Vec<PathStep>,
+        done: crate::Completion,
+    ) {
+        if steps.is_empty() {
+            self.close_quietly(scheme, caller, fd);
+            return done(Err(CallError::Errno(scheme_protocol::Errno::EINVAL)));
+        }
+        let step = steps.remove(0).on(fd);
+        let this = Arc::clone(self);
+        self.call(scheme, caller, step, move |result| {
+            if result.is_ok() && !steps.is_empty() {
+                return this.steps_on(scheme, caller, fd, steps, done);
+            }
+            this.close_quietly(scheme, caller, fd);
+            done(result);
         });
     }
 

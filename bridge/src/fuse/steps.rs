@@ -7,14 +7,14 @@ use std::sync::Arc;
 use fuser::{
     Errno as LinuxErrno, FileType, INodeNo, ReplyDirectory, ReplyEmpty, ReplyEntry, Request,
 };
-use scheme_protocol::{Bytes, Call, Caller, Stat};
+use scheme_protocol::{Bytes, Call, Caller, PathStep, Stat};
 use syscall::flag::{O_NOFOLLOW, O_STAT, SEEK_SET};
 
 use super::attr;
 use super::dir::{self, Entry};
 use super::handles::Handle;
 use super::inodes::{Kind, NAMESPACE};
-use super::shared::{data_of, value_of, FsResult, Shared};
+use super::shared::{data_of, stat_of, value_of, FsResult, Shared};
 use super::table::SchemeFs;
 
 impl SchemeFs {
@@ -41,7 +41,7 @@ impl SchemeFs {
     }
 
     /// symlink: creates `path` with `flags`, writes `content` into it, and answers the entry
-    /// from an fstat of the new node.
+    /// from an fstat of the new node (one `OnPath` where the daemon runs it).
     pub(crate) fn create_node(
         &self,
         caller: Caller,
@@ -52,17 +52,9 @@ impl SchemeFs {
         reply: ReplyEntry,
     ) {
         let shared = Arc::clone(&self.shared);
-        self.shared.with_open(scheme, caller, &path.clone(), flags, move |fd| {
-            let fd = match fd {
-                Ok(fd) => fd,
-                Err(err) => return reply.error(err),
-            };
-            let write = Call::Write { fd, data: Bytes::from(content) };
-            shared.call(scheme, caller, write, |_| {});
-            let inner = Arc::clone(&shared);
-            shared.fstat(scheme, caller, fd, move |stat| {
-                answer_new_node(&inner, scheme, &path, false, stat, reply);
-            });
+        let steps = vec![PathStep::Write { data: Bytes::from(content) }, PathStep::Fstat];
+        self.shared.on_path(scheme, caller, &path.clone(), flags, steps, move |stat| {
+            answer_new_node(&shared, scheme, &path, false, stat_of(stat), reply);
         });
     }
 
@@ -216,20 +208,16 @@ impl SchemeFs {
         reply: ReplyEmpty,
     ) {
         let shared = Arc::clone(&self.shared);
-        let flags = O_STAT | O_NOFOLLOW;
-        self.shared.with_open(scheme, caller, &from_path.clone(), flags, move |fd| match fd {
-            Ok(fd) => {
-                let call = Call::Frename { fd, path: to_path.clone() };
-                let inner = Arc::clone(&shared);
-                shared.call(scheme, caller, call, move |r| match value_of(r) {
-                    Ok(_) => {
-                        inner.inodes().renamed(scheme, &from_path, &to_path);
-                        reply.ok();
-                    }
-                    Err(err) => reply.error(err),
-                });
+        let (flags, steps) =
+            (O_STAT | O_NOFOLLOW, vec![PathStep::Frename { path: to_path.clone() }]);
+        self.shared.on_path(scheme, caller, &from_path.clone(), flags, steps, move |r| {
+            match value_of(r) {
+                Ok(_) => {
+                    shared.inodes().renamed(scheme, &from_path, &to_path);
+                    reply.ok();
+                }
+                Err(err) => reply.error(err),
             }
-            Err(err) => reply.error(err),
         });
     }
 
@@ -250,21 +238,11 @@ impl SchemeFs {
             return reply.error(LinuxErrno::EXDEV);
         }
         let (shared, caller) = (Arc::clone(&self.shared), caller_of(req));
+        // The fstat of the linked file's handle is the new name's: a hard link is the same file.
+        let steps = vec![PathStep::Flink { path: path.clone() }, PathStep::Fstat];
         let flags = O_STAT | O_NOFOLLOW;
-        self.shared.with_open(scheme, caller, &node.path, flags, move |fd| match fd {
-            Ok(fd) => {
-                let call = Call::Flink { fd, path: path.clone() };
-                let inner = Arc::clone(&shared);
-                shared.call(scheme, caller, call, move |r| match value_of(r) {
-                    Ok(_) => inner.clone().stat_path(scheme, caller, &path.clone(), move |stat| {
-                        match stat {
-                            Ok(stat) => SchemeFs::reply_entry(&inner, scheme, &path, &stat, reply),
-                            Err(err) => reply.error(err),
-                        }
-                    }),
-                    Err(err) => reply.error(err),
-                });
-            }
+        self.shared.on_path(scheme, caller, &node.path, flags, steps, move |r| match stat_of(r) {
+            Ok(stat) => SchemeFs::reply_entry(&shared, scheme, &path, &stat, reply),
             Err(err) => reply.error(err),
         });
     }

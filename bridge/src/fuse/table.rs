@@ -38,7 +38,7 @@ use fuser::{
     ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyPoll,
     ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
-use scheme_protocol::{Call, Caller, Fd, Stat, TimeSpec};
+use scheme_protocol::{Call, Caller, PathStep, Stat, TimeSpec};
 use syscall::flag::{
     EVENT_READ, EVENT_WRITE, F_SETFL, O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_NONBLOCK,
     O_RDONLY, O_STAT, O_SYMLINK, O_WRONLY, SEEK_SET,
@@ -52,7 +52,7 @@ use super::inodes::{join, Kind, NAMESPACE};
 use super::limits::check_path;
 use super::payload::ReadData;
 use super::readahead::Readahead;
-use super::shared::{data_of, fd_of, value_of, FsResult, Gather, Shared};
+use super::shared::{data_of, fd_of, stat_of, value_of, FsResult, Gather, Shared};
 use crate::client::CallResult;
 use scheme_protocol::Reply;
 
@@ -394,43 +394,42 @@ impl Filesystem for SchemeFs {
             Ok(node) => node,
             Err(err) => return reply.error(err),
         };
-        let mut steps: Vec<Box<dyn Fn(Fd) -> Call + Send>> = Vec::new();
+        let mut steps = Vec::new();
         if let Some(mode) = mode {
-            steps.push(Box::new(move |fd| Call::Fchmod { fd, mode: (mode & 0o7777) as u16 }));
+            steps.push(PathStep::Fchmod { mode: (mode & 0o7777) as u16 });
         }
         if uid.is_some() || gid.is_some() {
             let (uid, gid) = (uid.unwrap_or(u32::MAX), gid.unwrap_or(u32::MAX));
-            steps.push(Box::new(move |fd| Call::Fchown { fd, uid, gid }));
+            steps.push(PathStep::Fchown { uid, gid });
         }
         if let Some(len) = size {
-            steps.push(Box::new(move |fd| Call::Ftruncate { fd, len }));
+            steps.push(PathStep::Ftruncate { len });
         }
         if atime.is_some() || mtime.is_some() {
-            let times = vec![timespec(atime), timespec(mtime)];
-            steps.push(Box::new(move |fd| Call::Futimens { fd, times: times.clone() }));
+            steps.push(PathStep::Futimens { times: vec![timespec(atime), timespec(mtime)] });
         }
-        let shared = Arc::clone(&self.shared);
-        let caller = caller(req);
-        let run = move |scheme: usize, fd: Fd, reply: ReplyAttr| {
-            let shared2 = Arc::clone(&shared);
+        let (shared, caller) = (Arc::clone(&self.shared), caller(req));
+        if let Some(handle) = fh.and_then(|fh| self.shared.handles.get(fh.0)) {
+            // The open handle's calls, pipelined; the fstat last.
+            let (scheme, fd) = (handle.scheme, handle.fd);
+            let inner = Arc::clone(&shared);
             let gather = Gather::new(steps.len() + 1, move |stat| {
-                Self::reply_attr(&shared2, ino.0, stat, reply)
+                Self::reply_attr(&inner, ino.0, stat, reply)
             });
-            for step in &steps {
+            for step in steps {
                 let gather = Arc::clone(&gather);
-                shared.call(scheme, caller, step(fd), move |r| {
+                shared.call(scheme, caller, step.on(fd), move |r| {
                     gather.arrive(value_of(r).map(|_| None))
                 });
             }
-            shared.fstat(scheme, caller, fd, move |stat| gather.arrive(stat.map(Some)));
-        };
-        if let Some(handle) = fh.and_then(|fh| self.shared.handles.get(fh.0)) {
-            return run(handle.scheme, handle.fd, reply);
+            return shared.fstat(scheme, caller, fd, move |stat| gather.arrive(stat.map(Some)));
         }
+        // By path: open, the steps, the fstat and the close (one `OnPath`).
+        steps.push(PathStep::Fstat);
         let access = if size.is_some() { O_WRONLY } else { O_STAT | O_NOFOLLOW };
-        self.shared.with_open(node.scheme, caller, &node.path, access, move |fd| match fd {
-            Ok(fd) => run(node.scheme, fd, reply),
-            Err(err) => reply.error(err),
+        let inner = Arc::clone(&shared);
+        shared.on_path(node.scheme, caller, &node.path, access, steps, move |r| {
+            Self::reply_attr(&inner, ino.0, stat_of(r), reply)
         });
     }
 
@@ -439,16 +438,11 @@ impl Filesystem for SchemeFs {
             Ok(node) => node,
             Err(err) => return reply.error(err),
         };
-        let shared = Arc::clone(&self.shared);
         let (scheme, caller) = (node.scheme, caller(req));
         let flags = O_SYMLINK | O_NOFOLLOW | O_RDONLY;
-        self.shared.with_open(scheme, caller, &node.path, flags, move |fd| match fd {
-            Ok(fd) => shared.call(scheme, caller, Call::Read { fd, len: 4096 }, move |r| {
-                match data_of(r) {
-                    Ok(target) => reply.data(&target),
-                    Err(err) => reply.error(err),
-                }
-            }),
+        let steps = vec![PathStep::Read { len: 4096 }];
+        self.shared.on_path(scheme, caller, &node.path, flags, steps, move |r| match data_of(r) {
+            Ok(target) => reply.data(&target),
             Err(err) => reply.error(err),
         });
     }
@@ -811,15 +805,12 @@ impl Filesystem for SchemeFs {
             Ok(node) if node.scheme != NAMESPACE => node.scheme,
             _ => return reply.statfs(0, 0, 0, 0, 0, 4096, 255, 4096),
         };
-        let (shared, caller) = (Arc::clone(&self.shared), caller(req));
-        self.shared.with_open(scheme, caller, "", O_STAT, move |fd| {
-            let Ok(fd) = fd else { return reply.statfs(0, 0, 0, 0, 0, 4096, 255, 4096) };
-            shared.call(scheme, caller, Call::Fstatvfs { fd }, move |r| match r {
-                Ok(scheme_protocol::Reply::StatVfs(v)) => {
-                    reply.statfs(v.f_blocks, v.f_bfree, v.f_bavail, 0, 0, v.f_bsize, 255, v.f_bsize)
-                }
-                _ => reply.statfs(0, 0, 0, 0, 0, 4096, 255, 4096),
-            });
+        let steps = vec![PathStep::Fstatvfs];
+        self.shared.on_path(scheme, caller(req), "", O_STAT, steps, move |r| match r {
+            Ok(scheme_protocol::Reply::StatVfs(v)) => {
+                reply.statfs(v.f_blocks, v.f_bfree, v.f_bavail, 0, 0, v.f_bsize, 255, v.f_bsize)
+            }
+            _ => reply.statfs(0, 0, 0, 0, 0, 4096, 255, 4096),
         });
     }
 
