@@ -12,13 +12,15 @@
 //! - `ls-l`: a directory of COUNT empty files; drop caches, re-read `ls` itself with `ls -l /`,
 //!   then time `LC_ALL=C ls -l DIR >/dev/null` around the command (so fork/exec is included). ms.
 //! - `openread`: COUNT x open + read(4 KiB) + close of a 4 KiB file. ops/s.
+//! - `path-ops`: COUNT x rename of a file between two directories (back and forth), then
+//!   COUNT x chmod, then COUNT x utimensat, all by path. µs per operation for each.
 //!
 //! With O_DIRECT, an EINVAL from open (or the first request) means the file system refuses
 //! direct I/O: the metric is reported `n/a`. Every other failure is an error.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -48,6 +50,7 @@ pub(crate) enum Workload {
     Openread,
     /// stat of one name held open (on chan a listener, which exists only while open).
     Stat,
+    PathOps,
 }
 
 #[derive(Debug, Args)]
@@ -70,7 +73,7 @@ pub(crate) struct FsArgs {
     #[arg(long, default_value = "1", value_parser = parse_size)]
     io_size: usize,
     /// How many: preads (default 20000), files (meta 2000, ls-l 1000), opens (openread 5000),
-    /// stats (stat 20000).
+    /// stats (stat 20000), each of the path ops (path-ops 5000).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     count: Option<u64>,
 }
@@ -100,6 +103,11 @@ impl FsArgs {
             Workload::LsL => vec![("ls_l_cold_ms".into(), "ms")],
             Workload::Openread => vec![("openread_ops_per_s".into(), "ops/s")],
             Workload::Stat => vec![("stat_us".into(), "us/op")],
+            Workload::PathOps => vec![
+                ("rename_us".into(), "us/op"),
+                ("chmod_us".into(), "us/op"),
+                ("utimens_us".into(), "us/op"),
+            ],
         }
     }
 
@@ -120,6 +128,7 @@ impl FsArgs {
             Workload::LsL => vec![self.ls_l(&work)?],
             Workload::Openread => vec![self.openread(&work)?],
             Workload::Stat => vec![self.stat()?],
+            Workload::PathOps => self.path_ops(&work)?,
         };
         Ok(self
             .metrics()
@@ -252,6 +261,41 @@ impl FsArgs {
             Value::Number(us_per_op(count, statted - created)),
             Value::Number(us_per_op(count, unlinked - statted)),
         ])
+    }
+
+    fn path_ops(&self, work: &Path) -> Result<Vec<Value>> {
+        let count = self.count(5_000);
+        let dir = work.join("paths");
+        fresh_dir(&dir)?;
+        let (here, there) = (dir.join("a"), dir.join("b"));
+        fs::create_dir(&here)?;
+        fs::create_dir(&there)?;
+        let names = [here.join("f"), there.join("f")];
+        File::create(&names[0]).with_context(|| format!("create {} failed", names[0].display()))?;
+        let timed = |op: &mut dyn FnMut(usize) -> io::Result<()>, what: &str| -> Result<Value> {
+            let start = Instant::now();
+            for i in 0..count {
+                op(i).with_context(|| format!("{what} #{i} in {} failed", dir.display()))?;
+            }
+            Ok(Value::Number(us_per_op(count, start.elapsed())))
+        };
+        let rename = timed(&mut |i| fs::rename(&names[i % 2], &names[(i + 1) % 2]), "rename")?;
+        let at = &names[count % 2];
+        let chmod = timed(
+            &mut |i| fs::set_permissions(at, fs::Permissions::from_mode(0o600 | (i as u32 & 0o44))),
+            "chmod",
+        )?;
+        let utimens = timed(
+            &mut |i| {
+                let time = rustix::fs::Timespec { tv_sec: i as i64, tv_nsec: 0 };
+                let times = rustix::fs::Timestamps { last_access: time, last_modification: time };
+                let flags = rustix::fs::AtFlags::empty();
+                Ok(rustix::fs::utimensat(rustix::fs::CWD, at, &times, flags)?)
+            },
+            "utimensat",
+        )?;
+        fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+        Ok(vec![rename, chmod, utimens])
     }
 
     fn stat(&self) -> Result<Value> {
