@@ -416,8 +416,8 @@ fn flood() -> Report {
     report
 }
 
-/// The daemon announced the compound calls, so lookups and creates use them; an answer of the
-/// wrong kind fails that one call with EIO and a logged reason.
+/// The daemon announced the compound calls, so lookups, creates and a chmod use them; an answer
+/// of the wrong kind fails that one call with EIO and a logged reason.
 fn compound() -> Report {
     let mut report = Report::default();
     let mut mount = Mount::start("compound");
@@ -430,6 +430,15 @@ fn compound() -> Report {
     eio_logged(&mut report, &mount, what, "an open_stat answered with a stat", || {
         Probe::run("create", &mount.path("new"), "", QUICK)
     });
+    let got = Probe::run("chmod", &mount.path("good"), "", QUICK);
+    let chmodded = got == Some(Outcome::Ok(b"chmod".to_vec()));
+    report.check(chmodded, format!("chmod of good, one on_path: {}", show(&got)));
+    let what = "chmod of hold answered with data";
+    let logged = eio_logged(&mut report, &mount, what, "an on_path answered with data", || {
+        Probe::run("chmod", &mount.path("hold"), "", QUICK)
+    });
+    let named = logged.iter().any(|line| line.contains("answered data where a stat was due"));
+    report.check(named, format!("the log names the wrong kind: {logged:?}"));
     hold_is_interruptible(&mut report, &mount);
     others_work(&mut report, &mount, "after answers of the wrong kind");
     survives(&mut report, &mut mount);

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use scheme_protocol::{
     handshake, hello, Call, Errno, Fd, Frame, FrameReader, FrameWriter, Reply, Response, Stat, Tag,
-    FEATURE_COMPOUND, MAX_FRAME,
+    FEATURE_COMPOUND, FEATURE_PATH_STEPS, MAX_FRAME,
 };
 
 /// `good`'s content (a regular file of this size).
@@ -61,7 +61,8 @@ pub enum Mode {
     /// Opening `bad` starts a flood of [`flood_events`] events.
     Flood,
     /// Announces the compound calls, runs them honestly, except that a `StatPath` of `bad` is
-    /// answered with a value and every `OpenStat` (a create) with a stat and no handle.
+    /// answered with a value, every `OpenStat` (a create) with a stat and no handle, and an
+    /// `OnPath` of `hold` (a chmod: `bad` fails at its lookup already) with data.
     Compound,
 }
 
@@ -117,7 +118,7 @@ pub fn run(mode: Mode) -> i32 {
     let mut writer = FrameWriter::new(stdout, MAX_FRAME);
     let mut ours = hello("hostile", MAX_FRAME);
     if mode == Mode::Compound {
-        ours.features |= FEATURE_COMPOUND;
+        ours.features |= FEATURE_COMPOUND | FEATURE_PATH_STEPS;
     }
     if let Err(err) = handshake(&mut reader, &mut writer, &ours) {
         say(&format!("handshake failed: {err}"));
@@ -171,15 +172,17 @@ impl Daemon {
 
     fn node_of(&self, call: &Call) -> Option<Node> {
         match call {
-            Call::Open { path, .. } | Call::StatPath { path } | Call::OpenStat { path, .. } => {
-                node_at(path)
-            }
+            Call::Open { path, .. }
+            | Call::StatPath { path }
+            | Call::OpenStat { path, .. }
+            | Call::OnPath { path, .. } => node_at(path),
             other => other.fd().and_then(|fd| self.open.get(&fd.0)).map(|(node, _)| *node),
         }
     }
 
     fn call(&mut self, tag: Tag, call: Call) {
-        let on_bad = self.node_of(&call) == Some(Node::Bad);
+        let node = self.node_of(&call);
+        let on_bad = node == Some(Node::Bad);
         let is_read = matches!(call, Call::Read { .. });
         let mut frames = Vec::new();
         if self.mode == Mode::GhostEvents {
@@ -209,6 +212,10 @@ impl Daemon {
             (Call::StatPath { .. }, Ok(_), true, Mode::Compound) => {
                 say(&format!("answering stat_path tag {} of bad with a value", tag.0));
                 Ok(Reply::Value(3))
+            }
+            (Call::OnPath { .. }, Ok(_), _, Mode::Compound) if node == Some(Node::Hold) => {
+                say(&format!("answering on_path tag {} of hold with data", tag.0));
+                Ok(Reply::Data(b"X".to_vec().into()))
             }
             (Call::OpenStat { .. }, _, _, Mode::Compound) => {
                 say(&format!("answering open_stat tag {} with a bare stat", tag.0));
@@ -305,6 +312,20 @@ impl Daemon {
                 None if flags & O_CREAT != 0 => Err(Errno::EACCES),
                 None => Err(Errno::ENOENT),
             },
+            (Call::OnPath { path, flags, steps }, _) => {
+                let open = Call::Open { path: path.clone(), flags: *flags };
+                let opened = self.answer(tag, &open)?;
+                let Ok(Reply::Value(fd)) = opened else { return Some(opened) };
+                let mut last = Err(Errno::EINVAL);
+                for step in steps {
+                    last = self.answer(tag, &step.clone().on(Fd(fd)))?;
+                    if last.is_err() {
+                        break;
+                    }
+                }
+                self.answer(tag, &Call::Close { fd: Fd(fd) });
+                last
+            }
             (_, Some(Err(errno))) => Err(errno),
             (Call::Fstat { .. }, Some(Ok((node, _)))) => Ok(Reply::Stat(stat_of(node))),
             (Call::Read { fd, len }, Some(Ok((node, pos)))) => {
@@ -343,9 +364,10 @@ impl Daemon {
                     0
                 }))
             }
-            (Call::Fevent { .. } | Call::Fcntl { .. } | Call::Fsync { .. }, Some(Ok(_))) => {
-                Ok(Reply::Value(0))
-            }
+            (
+                Call::Fevent { .. } | Call::Fcntl { .. } | Call::Fsync { .. } | Call::Fchmod { .. },
+                Some(Ok(_)),
+            ) => Ok(Reply::Value(0)),
             _ => Err(Errno::ENOSYS),
         })
     }

@@ -354,6 +354,11 @@ pub fn probe_main() -> i32 {
             .map(|n| n.to_string().into_bytes()),
         "poll" => poll(&path, var("HOSTILE_ARG").parse().unwrap_or(1000)),
         "create" => std::fs::File::create(&path).map(|_| b"created".to_vec()),
+        "chmod" => {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::Permissions::from_mode(0o600);
+            std::fs::set_permissions(&path, mode).map(|()| b"chmod".to_vec())
+        }
         "ls" => std::fs::read_dir(&path).and_then(|dir| {
             let mut names = dir
                 .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
