@@ -348,10 +348,17 @@ impl Tree {
         }
         let start = usize::try_from(offset).map_err(|_| Error::new(EFBIG))?;
         let end = start.checked_add(bytes.len()).ok_or(Error::new(EFBIG))?;
-        let old_len = self.node(id).size() as usize;
-        self.grow(id, end.max(old_len))?;
+        self.charge(id, end)?;
         let node = self.node_mut(id);
-        node.data_mut().expect("ramfs: write to a directory")[start..end].copy_from_slice(bytes);
+        let data = node.data_mut().expect("ramfs: write to a directory");
+        // What overwrites bytes the file has, and what goes after its end: appended bytes are
+        // copied once, not zero-filled first.
+        let (over, after) = bytes.split_at(data.len().saturating_sub(start).min(bytes.len()));
+        if start > data.len() {
+            data.resize(start, 0); // the gap reads as zeros
+        }
+        data[start..start + over.len()].copy_from_slice(over);
+        data.extend_from_slice(after);
         node.touch_modified();
         Ok(bytes.len())
     }
@@ -376,15 +383,23 @@ impl Tree {
 
     /// Extends the data of `id` to `len` (≥ its length) with zeros, within the limit.
     fn grow(&mut self, id: NodeId, len: usize) -> Result<()> {
+        self.charge(id, len)?;
+        let data = self.node_mut(id).data_mut().expect("ramfs: write to a directory");
+        data.resize(len, 0);
+        Ok(())
+    }
+
+    /// Makes room for the data of `id` to reach `len` bytes, within the limit, and counts the
+    /// bytes beyond its length as used; the caller then fills them.
+    fn charge(&mut self, id: NodeId, len: usize) -> Result<()> {
         let old_len = self.node(id).size() as usize;
-        let extra = (len - old_len) as u64;
-        let total = self.used.checked_add(extra).ok_or(Error::new(ENOSPC))?;
+        let extra = len.saturating_sub(old_len);
+        let total = self.used.checked_add(extra as u64).ok_or(Error::new(ENOSPC))?;
         if self.max.is_some_and(|max| total > max) {
             return Err(Error::new(ENOSPC));
         }
         let data = self.node_mut(id).data_mut().expect("ramfs: write to a directory");
-        data.try_reserve(len - old_len).map_err(|_| Error::new(ENOSPC))?;
-        data.resize(len, 0);
+        data.try_reserve(extra).map_err(|_| Error::new(ENOSPC))?;
         self.used = total;
         Ok(())
     }
@@ -468,6 +483,23 @@ mod tests {
         tree.close(file);
         assert!(tree.get(file).is_none());
         assert_eq!(tree.used(), 0);
+    }
+
+    #[test]
+    fn writes_overwrite_inside_across_and_after_the_end() {
+        let mut tree = Tree::new(Some(16));
+        let file = tree.create(ROOT, "f", Kind::File, 0o644, 0, 0);
+        tree.write_at(file, 0, b"abcdef").unwrap(); // append to empty
+        tree.write_at(file, 1, b"XY").unwrap(); // inside
+        tree.write_at(file, 4, b"1234").unwrap(); // across the end
+        tree.write_at(file, 8, b"z").unwrap(); // exactly at the end
+        assert_eq!(tree.node(file).data().unwrap(), b"aXYd1234z");
+        assert_eq!(tree.used(), 9);
+        tree.write_at(file, 12, b"!").unwrap(); // past the end: a gap of zeros
+        assert_eq!(tree.node(file).data().unwrap(), b"aXYd1234z\0\0\0!");
+        assert_eq!(tree.used(), 13);
+        assert_eq!(tree.write_at(file, 10, b"12345678"), Err(Error::new(ENOSPC)));
+        assert_eq!(tree.node(file).data().unwrap().len(), 13, "a refused write changes nothing");
     }
 
     #[test]
