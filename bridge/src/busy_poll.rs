@@ -18,9 +18,11 @@
 //! behind the kernel's rename lock; without, none over 100 ms, at the same throughput. So a
 //! yield that kept the thread off the CPU for longer than [`CONTENDED_YIELD`] ends the window,
 //! and every thread of the process blocks at once instead of polling for the next [`BACKOFF`].
-//! With that rule the soak had 0-3 calls over 100 ms, and an unpinned 4 KiB pread kept its
-//! speed (1.03x the time of the build before, medians of 9 alternating). A threshold of 20 µs
-//! or 250 µs also caught the hand-offs of a single pread (2.7x and 1.19x its time).
+//! With that rule the 120 s soak had 0-10 calls over 100 ms (the 10-minute one 24, slowest
+//! 116 ms), and an unpinned 4 KiB pread kept its speed (1.03x the time of the build before,
+//! medians of 9 alternating); no benchmark workload on a quiet machine makes a yield that long.
+//! A threshold of 20 µs caught the hand-offs of a single pread (2.7x its time); 1 ms and 2 ms
+//! left 19 and 41-49 calls over 100 ms in the soak.
 //!
 //! The window comes from `SCHEME_BRIDGE_BUSY_POLL_US` (microseconds; 0 turns it off), which a
 //! spawned daemon inherits, or from [`set_window`].

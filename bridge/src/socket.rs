@@ -115,6 +115,23 @@ struct State {
     buffered: usize,
 }
 
+impl State {
+    /// Counts the out-buffers of packet `name` (for `tag`) as held, or refuses with EAGAIN
+    /// (logged) past [`MAX_BUFFERED`] bytes.
+    fn hold(&mut self, buffers: &Buffers, name: &str, tag: Tag) -> Result<(), Errno> {
+        let size = out_size(buffers);
+        if self.buffered + size > MAX_BUFFERED {
+            warn!(
+                "{MAX_BUFFERED} bytes of read buffers held; {name} (tag {}) answered EAGAIN",
+                tag.0
+            );
+            return Err(Errno::EAGAIN);
+        }
+        self.buffered += size;
+        Ok(())
+    }
+}
+
 /// State shared by the socket, its event posters and the wire reader thread.
 struct Shared {
     state: Mutex<State>,
@@ -468,6 +485,7 @@ impl Shared {
                     let region = self.region.as_ref();
                     let (packet, buffers) =
                         packet::from_call(id, caller, call, self.max_payload, region)?;
+                    state.hold(&buffers, name, tag)?;
                     Ok((packet, buffers, name, step))
                 });
                 let (packet, buffers, name, step) = match built {
@@ -479,15 +497,6 @@ impl Shared {
                         return None;
                     }
                 };
-                let size = out_size(&buffers);
-                if state.buffered + size > MAX_BUFFERED {
-                    state.tags.remove(&tag);
-                    drop(state);
-                    warn!("{MAX_BUFFERED} bytes of read buffers held; {name} (tag {}) answered EAGAIN", tag.0);
-                    self.send(&[Frame::Reply { tag, response: Err(Errno::EAGAIN) }]);
-                    return None;
-                }
-                state.buffered += size;
                 state.tags.insert(tag, TagState::Delivered(id));
                 let pending =
                     Pending { tag, call: name, buffers, cancelled: false, internal: false, step };
@@ -578,15 +587,7 @@ impl Shared {
         let name = next.call.name();
         let built = packet::from_call(id, next.caller, next.call, self.max_payload, None);
         let built = built.and_then(|(packet, buffers)| {
-            let size = out_size(&buffers);
-            if state.buffered + size > MAX_BUFFERED {
-                warn!(
-                    "{MAX_BUFFERED} bytes of read buffers held; {name} (tag {}) answered EAGAIN",
-                    tag.0
-                );
-                return Err(Errno::EAGAIN);
-            }
-            state.buffered += size;
+            state.hold(&buffers, name, tag)?;
             Ok((packet, buffers))
         });
         let (packet, buffers) = match built {
