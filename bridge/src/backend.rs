@@ -19,6 +19,11 @@ use crate::serve::Getdents;
 pub trait Backend: Send + Sync + fmt::Debug {
     /// Sends `call`; `done` runs with the answer (possibly before this returns).
     fn submit(&self, caller: Caller, call: Call, done: Completion) -> Tag;
+    /// Like `submit`, for a scheme whose calls all answer at once: `done` may run in this
+    /// thread, which then waits for the answer (see [`Client::submit_and_read`]).
+    fn submit_and_read(&self, caller: Caller, call: Call, done: Completion) -> Tag {
+        self.submit(caller, call, done)
+    }
     /// Gives up on `tag` (its answer becomes EINTR).
     fn cancel(&self, tag: Tag);
     /// Events the scheme posts.
@@ -46,6 +51,9 @@ pub trait Backend: Send + Sync + fmt::Debug {
 impl Backend for Client {
     fn submit(&self, caller: Caller, call: Call, done: Completion) -> Tag {
         Client::submit(self, caller, call, done)
+    }
+    fn submit_and_read(&self, caller: Caller, call: Call, done: Completion) -> Tag {
+        Client::submit_and_read(self, caller, call, done)
     }
     fn payload_slots(&self) -> Option<Arc<crate::region::Slots>> {
         Client::payload_slots(self)
@@ -93,6 +101,10 @@ impl<S: SchemeMut + Getdents + Send> InProcess<S> {
         InProcess { name: name.to_owned(), scheme: Mutex::new(scheme), next_tag: 1.into() }
     }
 
+    fn next_tag(&self) -> Tag {
+        Tag(self.next_tag.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
+
     /// The same packet the wire would carry, built and answered here.
     fn answer(&self, id: u64, caller: Caller, call: Call) -> CallResult<Reply> {
         let name = call.name();
@@ -117,10 +129,11 @@ impl<S: SchemeMut + Getdents + Send> InProcess<S> {
 
 impl<S: SchemeMut + Getdents + Send> Backend for InProcess<S> {
     fn submit(&self, caller: Caller, call: Call, done: Completion) -> Tag {
-        let tag = Tag(self.next_tag.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let tag = self.next_tag();
         done(self.answer(tag.0, caller, call));
         tag
     }
+
     fn cancel(&self, _tag: Tag) {}
     fn events(&self) -> Receiver<Event> {
         crossbeam_channel::never()

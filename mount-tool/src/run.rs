@@ -44,6 +44,8 @@ pub(crate) fn mount_and_serve(cli: &Cli) -> Result<bool> {
         // interrupt relay's two extra thread hand-offs per request would be pure cost
         // (`-o intr` turns it on anyway).
         config.interrupts = false;
+        // And the FUSE thread may wait for each answer itself (no hand-off to a reply thread).
+        config.calls_never_block = true;
     }
     let mut daemon_options = options::DaemonOptions::default();
     options::apply(&mut config, &mut daemon_options, &cli.options)?;

@@ -191,8 +191,10 @@ fn modes(scheme: &str) -> Vec<&'static str> {
 }
 
 /// SIGKILL to the daemon: callers fail within 1 s, the mount goes, schememount exits non-zero.
-fn kill_the_daemon(scheme: &str) {
-    let Some(mut mount) = Mount::start(&[scheme]) else { return };
+/// `args`: the scheme, then any options.
+fn kill_the_daemon(args: &[&str]) {
+    let scheme = args[0];
+    let Some(mut mount) = Mount::start(args) else { return };
     let modes = modes(scheme);
     let clients = Clients::start(&mount, &modes);
     clients.wait_blocked(&modes);
@@ -229,12 +231,18 @@ fn kill_schememount(scheme: &str) {
 
 #[test]
 fn daemon_sigkill_fails_32_ramfs_clients_at_once() {
-    kill_the_daemon("ramfs");
+    kill_the_daemon(&["ramfs"]);
+}
+
+/// Without busy polling the FUSE thread reads the daemon's answers itself (no reader thread).
+#[test]
+fn daemon_sigkill_fails_32_ramfs_clients_at_once_when_the_fuse_thread_reads_the_answers() {
+    kill_the_daemon(&["ramfs", "-o", "busy_poll=0"]);
 }
 
 #[test]
 fn daemon_sigkill_fails_32_chan_clients_busy_and_blocked_at_once() {
-    kill_the_daemon("chan");
+    kill_the_daemon(&["chan"]);
 }
 
 #[test]

@@ -128,6 +128,54 @@ fn busy_poll_reaches_the_daemon_and_every_setting_serves_the_same_bytes() {
     }
 }
 
+/// Names of the threads of process `pid`.
+fn thread_names(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.unwrap().path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .collect()
+}
+
+/// With busy polling off, the FUSE thread reads a never-blocking daemon's answers itself: no
+/// reply reader thread, eight programs at once get their bytes, and the daemon's death while
+/// the mount is idle (nobody reading the wire) still ends the mount.
+#[test]
+fn without_busy_polling_the_fuse_thread_reads_the_answers_and_sees_the_daemon_die() {
+    let Some(mut mount) = Mount::start(&["-o", "busy_poll=0", "ramfs"]) else { return };
+    let root = mount.root().display().to_string();
+    let (status, out) = sh(&format!(
+        "for i in 1 2 3 4 5 6 7 8; do \
+           (head -c $((i * 70001)) /dev/urandom > /tmp/sb-src-$$-$i && \
+            cp /tmp/sb-src-$$-$i {root}/f$i && cmp /tmp/sb-src-$$-$i {root}/f$i && \
+            mv {root}/f$i {root}/g$i && ls -l {root}/g$i >/dev/null && echo ok; \
+            rm -f /tmp/sb-src-$$-$i) & \
+         done; wait"
+    ));
+    assert!(status.success() && out.matches("ok").count() == 8, "{out}");
+    let names = thread_names(mount.pid());
+    assert!(!names.iter().any(|n| n.contains("wire-repl")), "a reply reader thread: {names:?}");
+    std::thread::sleep(Duration::from_millis(300)); // idle
+    let daemon = load::daemon_of(mount.pid());
+    util::kill(daemon, Signal::KILL);
+    assert!(load::poll_until(Duration::from_secs(5), || !mount.is_mounted()), "mount left");
+    let status = mount.wait_exit(Duration::from_secs(5)).expect("schememount exits");
+    assert!(!status.success(), "exit status after the daemon died: {status:?}");
+}
+
+/// The same I/O with busy polling on (more than one CPU) is answered through a reader thread.
+#[test]
+fn with_busy_polling_a_reader_thread_takes_the_answers() {
+    if std::thread::available_parallelism().map_or(true, |n| n.get() < 2) {
+        return; // one CPU: busy polling is off, and the FUSE thread reads (test above)
+    }
+    let Some(mount) = Mount::start(&["ramfs"]) else { return };
+    std::fs::write(mount.path("f"), b"hello").unwrap();
+    assert_eq!(std::fs::read(mount.path("f")).unwrap(), b"hello");
+    let names = thread_names(mount.pid());
+    assert!(names.iter().any(|n| n.contains("wire-repl")), "no reply reader thread: {names:?}");
+}
+
 /// Large reads and writes go through the payload region shared with the daemon, and with
 /// `SCHEME_BRIDGE_REGION=0` through the pipe; the bytes are the same either way.
 #[test]

@@ -239,6 +239,11 @@ impl Calls {
         self.lock().waiting.remove(&tag).map(|entry| entry.waiter)
     }
 
+    /// Whether any call is waiting for its answer.
+    pub(super) fn any_waiting(&self) -> bool {
+        !self.lock().waiting.is_empty()
+    }
+
     /// The wake-up channel of some thread blocked in a call, if any.
     pub(super) fn a_thread_waiter(&self) -> Option<Sender<Wake>> {
         self.lock().waiting.values().find_map(|entry| match &entry.waiter {

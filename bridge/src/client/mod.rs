@@ -102,6 +102,8 @@ struct Inner {
     event_path: Arc<Events>,
     /// The wire from the daemon, until the reader thread takes it.
     wire: SharedWire,
+    /// The same pipe, for the watchdog to see the daemon hang up while nobody reads the wire.
+    hangup_fd: Option<std::os::fd::OwnedFd>,
     peer: Peer,
     child: Mutex<Option<Child>>,
     reader: Mutex<Option<JoinHandle<()>>>,
@@ -207,6 +209,7 @@ impl Client {
         let peer = handshake(&mut frames_in, &mut frames_out, &ours)?;
         let region = offer.filter(|_| peer.features & FEATURE_REGION != 0);
         let (event_path, event_rx) = Events::new();
+        let hangup_fd = poll_fd.as_ref().and_then(|fd| fd.try_clone().ok());
         let inner = Inner {
             out: Mutex::new(Some(frames_out)),
             calls: Arc::new(Calls::new()),
@@ -218,6 +221,7 @@ impl Client {
                 poll_fd,
                 busy_poll: crate::busy_poll::window(),
             }))),
+            hangup_fd,
             peer,
             child: Mutex::new(None),
             reader: Mutex::new(None),
@@ -284,8 +288,12 @@ impl Client {
 
     /// Sends `call` and returns at once; the answer is collected from the [`PendingCall`].
     pub fn start(&self, call: Call) -> CallResult<PendingCall> {
+        self.start_as(self.caller, call)
+    }
+
+    fn start_as(&self, caller: Caller, call: Call) -> CallResult<PendingCall> {
         let mailbox = Mailbox::take();
-        let tag = self.send_call(self.caller, call, Waiter::Thread(mailbox.sender()))?;
+        let tag = self.send_call(caller, call, Waiter::Thread(mailbox.sender()))?;
         Ok(PendingCall { tag, mailbox, client: self.clone() })
     }
 
@@ -302,6 +310,23 @@ impl Client {
         tag
     }
 
+    /// Like [`Client::submit`], but without a reader thread: if no thread is reading the wire,
+    /// this one reads it until no call is in flight, running `done` (and the completions of
+    /// calls other threads sent meanwhile) itself before it returns; if one is, that one runs
+    /// `done`. So a lone call's answer goes from the wire to `done` without a thread hand-off,
+    /// and calls from several threads still overlap. Only for daemons whose calls all answer
+    /// at once: the caller is held until the wire is idle. A reader thread, once started (by
+    /// [`Client::submit`] or [`Client::events`]), takes over for good.
+    pub fn submit_and_read(&self, caller: Caller, call: Call, done: Completion) -> Tag {
+        let tag = self.next_tag();
+        let waiter = Waiter::Completion(done);
+        if let Err((err, waiter)) = self.send_with_tag(tag, caller, call, waiter) {
+            waiter.finish(tag, Err(err));
+        }
+        wire::lead_until_idle(&self.inner.wire, &self.inner.calls, &self.inner.event_path);
+        tag
+    }
+
     /// Gives up on `tag`: the daemon side answers it `EINTR` at once; a daemon that ignores
     /// the cancel for [`Limits::cancel_grace`] gets it answered `EINTR` here.
     pub fn cancel(&self, tag: Tag) {
@@ -309,9 +334,10 @@ impl Client {
         let _ = self.send(&Frame::Cancel { tag });
     }
 
-    /// Becomes disconnected (every `recv` fails) once the daemon is gone.
+    /// Becomes disconnected (every `recv` fails) once the daemon is gone: at once if a thread
+    /// is reading the wire, else within the watchdog's tick, when it finds the daemon's end of
+    /// the pipe closed (so watching for the end needs no thread reading for good).
     pub fn closed(&self) -> Receiver<()> {
-        self.inner.start_reader();
         self.inner.calls.closed.clone()
     }
 
@@ -620,12 +646,16 @@ fn reap(mut child: Child) {
 const WATCH_TICK: Duration = Duration::from_millis(100);
 
 /// The watchdog thread: fails overdue calls (see [`Limits`]) and cancels the timed-out ones in
-/// the daemon; ends with the client or its stream.
+/// the daemon, and ends the stream if the daemon hung up while nobody reads the wire; ends with
+/// the client or its stream.
 fn watch(inner: &Weak<Inner>) {
     loop {
         std::thread::sleep(WATCH_TICK);
         let Some(inner) = inner.upgrade() else { return };
         inner.event_path.flush();
+        if let Some(hangup) = &inner.hangup_fd {
+            wire::notice_hangup(hangup, &inner.wire, &inner.calls, &inner.event_path);
+        }
         if inner.calls.is_dead() {
             return;
         }

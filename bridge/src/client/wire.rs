@@ -2,8 +2,12 @@
 //! blocked in a call reads the wire itself while nobody else does (the leader), handing other
 //! threads' answers on, so a lone blocking call costs what a raw pipe round trip costs: no
 //! hand-off to a reader thread and back. Once anything needs the wire read without a caller
-//! waiting (completions, events, `closed()`), a reader thread takes it over for good, and
-//! blocked callers just wait for their answer (the followers).
+//! waiting (completions, events), a reader thread takes it over for good, and blocked callers
+//! just wait for their answer (the followers). Until then the watchdog looks for the daemon
+//! hanging up ([`notice_hangup`]), so that the end of the stream is seen while no call waits.
+//! Calls with completions sent by `Client::submit_and_read` are read the same way: the thread
+//! that sent one reads the wire, if nobody does, until no call is in flight
+//! ([`lead_until_idle`]).
 
 use std::io::{BufReader, Read};
 use std::os::fd::{AsFd, OwnedFd};
@@ -51,8 +55,15 @@ pub(super) fn try_lead(
     let wire_in = guard.as_mut().filter(|w| w.poll_fd.is_some())?;
     let answer = lead(wire_in, calls, events, tag, own);
     drop(guard);
-    if let Some(next) = calls.a_thread_waiter().filter(|next| next.is_empty()) {
-        let _ = next.try_send(Wake::Lead);
+    match calls.a_thread_waiter() {
+        // A thread that found the wire held now waits for its answer: it reads in turn.
+        Some(next) => {
+            if next.is_empty() {
+                let _ = next.try_send(Wake::Lead);
+            }
+        }
+        // Calls sent with `submit_and_read` while the wire was held wait for a reader.
+        None => lead_until_idle(wire, calls, events),
     }
     Some(answer)
 }
@@ -150,4 +161,50 @@ pub(super) fn read_for_good(wire: &SharedWire, calls: &Calls, events: &Events) {
         }
     };
     calls.fail_all(&why);
+}
+
+/// Ends the stream if the daemon closed its end of the pipe while nobody reads the wire (no
+/// reader thread, no call waiting): reads what it left, answering the calls it answered, then
+/// fails the rest. Looks without holding the wire, so a thread that wants to read it never
+/// finds it held by this.
+pub(super) fn notice_hangup(pipe: &OwnedFd, wire: &SharedWire, calls: &Calls, events: &Events) {
+    // No events asked for: only a hang-up or an error wakes this poll, not the daemon's frames.
+    let mut fds = [PollFd::new(pipe, PollFlags::empty())];
+    if !matches!(poll(&mut fds, Some(&Timespec::default())), Ok(n) if n > 0) {
+        return;
+    }
+    // A leader or the reader thread reads to the end itself; then the wire is free again.
+    let mut guard = wire.lock().unwrap_or_else(PoisonError::into_inner);
+    let Some(wire_in) = guard.as_mut() else { return };
+    if calls.is_dead() {
+        return;
+    }
+    let why = loop {
+        if let Err(why) = read_one(&mut wire_in.frames, calls, events, None) {
+            break why;
+        }
+    };
+    calls.fail_all(&why);
+}
+
+/// Reads the wire, if nobody else does, until no call is in flight, answering every call and
+/// running completions in this thread. Looks again after letting the wire go: a call sent
+/// meanwhile by a thread that found the wire held must not be left unread.
+pub(super) fn lead_until_idle(wire: &SharedWire, calls: &Calls, events: &Events) {
+    while calls.any_waiting() {
+        let mut guard = match wire.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return, // its holder looks again when done
+        };
+        let Some(wire_in) = guard.as_mut().filter(|w| w.poll_fd.is_some()) else { return };
+        while calls.any_waiting() {
+            if !readable(wire_in, calls) {
+                continue;
+            }
+            if let Err(why) = read_one(&mut wire_in.frames, calls, events, None) {
+                calls.fail_all(&why);
+            }
+        }
+    }
 }

@@ -80,6 +80,13 @@ pub struct MountConfig {
     /// Relay /dev/fuse so that FUSE_INTERRUPT cancels scheme calls (on by default; off hands
     /// the device straight to fuser, which answers interrupts ENOSYS).
     pub interrupts: bool,
+    /// Every scheme's calls answer at once (ramfs, null, zero, rand: none parks a call). The
+    /// mount then reads no events (such schemes post none), and when nothing polls the wire
+    /// (one CPU, or `-o busy_poll=0`) the FUSE thread reads its calls' answers itself instead
+    /// of a reader thread handing each one over (see `Scheme::answers_here`). Never for a
+    /// scheme whose calls may block (a chan read): the blocked call would hold the FUSE thread,
+    /// and every request after it. Off by default.
+    pub calls_never_block: bool,
     /// Limits on calls in flight and open files.
     pub limits: MountLimits,
     /// The kernel's readahead for the mount in KiB (`-o read_ahead_kb=N`); by default as much
@@ -96,6 +103,7 @@ impl Default for MountConfig {
             namespace: false,
             max_write: kernel_max_write(),
             interrupts: true,
+            calls_never_block: false,
             ttl: Ttl::default(),
             limits: MountLimits::default(),
             read_ahead_kb: None,
@@ -126,7 +134,13 @@ pub fn mount(
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "no scheme to mount"));
     }
     let namespace = config.namespace || schemes.len() > 1;
-    let schemes = schemes.into_iter().map(|(name, backend)| Scheme { name, backend }).collect();
+    let never_blocks = config.calls_never_block;
+    // A hand-off costs a context switch unless the thread taking it polls on another CPU.
+    let answers_here = never_blocks && crate::busy_poll::window().is_zero();
+    let schemes = schemes
+        .into_iter()
+        .map(|(name, backend)| Scheme { name, backend, never_blocks, answers_here })
+        .collect();
     let owner = attr::Owner { uid: config.uid, gid: config.gid };
     let shared = Arc::new(Shared::new(schemes, namespace, owner, config.ttl, config.limits));
     if let Some(warning) = kernel::check_request_timeout() {
@@ -175,6 +189,9 @@ fn spawn_event_relays(
 ) -> io::Result<Vec<JoinHandle<()>>> {
     let mut threads = Vec::new();
     for (index, scheme) in shared.schemes.iter().enumerate() {
+        if scheme.never_blocks {
+            continue; // nothing to wait for, so nothing to post (and no reader thread needed)
+        }
         let events = scheme.backend.events();
         let (shared, stopped) = (Arc::downgrade(shared), stopped.clone());
         let thread = std::thread::Builder::new()

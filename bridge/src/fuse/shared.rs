@@ -1,8 +1,9 @@
 //! The state behind the FUSE op table and the call sequences it uses. Every FUSE request is
-//! sent to the daemon and answered from the completion that runs when the reply arrives (on
-//! the client's reader thread), so the fuser loop never waits; a sequence (open, fstat, close)
-//! is a chain of completions, with later calls pipelined behind earlier ones where the daemon's
-//! in-order handling allows it.
+//! sent to the daemon and answered from the completion that runs when the reply arrives: on
+//! the client's reader thread, so the fuser loop never waits, or, for a scheme whose calls
+//! never block, on one CPU, on the fuser thread that reads the wire itself (see
+//! [`Scheme::answers_here`]). A sequence (open, fstat, close) is a chain of completions, with
+//! later calls pipelined behind earlier ones where the daemon's in-order handling allows it.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -26,6 +27,14 @@ use crate::client::{CallError, CallResult};
 pub(crate) struct Scheme {
     pub(crate) name: String,
     pub(crate) backend: std::sync::Arc<dyn Backend>,
+    /// Every call answers at once (`MountConfig::calls_never_block`).
+    pub(crate) never_blocks: bool,
+    /// The fuser thread that sends a call reads the answers itself, until no call is in flight
+    /// (`Client::submit_and_read`), instead of a reader thread taking each answer and running
+    /// its completion: only for a scheme that never blocks, and only where busy polling is off
+    /// (one CPU), since there each hand-off costs a context switch. Pinned to one CPU this
+    /// took a 4 KiB O_DIRECT pread from 5.5 to 4.5 context switches and 21.9 to 18.8 µs.
+    pub(crate) answers_here: bool,
 }
 
 /// Everything the op table shares with completions.
@@ -138,7 +147,11 @@ impl Shared {
             done(result);
             drop(handing_on);
         });
-        Some(self.schemes[scheme].backend.submit(caller, call, done))
+        let scheme = &self.schemes[scheme];
+        if scheme.answers_here {
+            return Some(scheme.backend.submit_and_read(caller, call, done));
+        }
+        Some(scheme.backend.submit(caller, call, done))
     }
 
     /// Like [`Shared::call`], for a call that may block: FUSE request `unique` can interrupt it.
