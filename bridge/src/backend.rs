@@ -24,6 +24,11 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn submit_and_read(&self, caller: Caller, call: Call, done: Completion) -> Tag {
         self.submit(caller, call, done)
     }
+    /// Like `submit_and_read`, for a call this thread follows at once with another
+    /// `submit_and_read`, which reads both answers (see [`Client::submit_ahead`]).
+    fn submit_ahead(&self, caller: Caller, call: Call, done: Completion) -> Tag {
+        self.submit(caller, call, done)
+    }
     /// Gives up on `tag` (its answer becomes EINTR).
     fn cancel(&self, tag: Tag);
     /// Events the scheme posts.
@@ -54,6 +59,9 @@ impl Backend for Client {
     }
     fn submit_and_read(&self, caller: Caller, call: Call, done: Completion) -> Tag {
         Client::submit_and_read(self, caller, call, done)
+    }
+    fn submit_ahead(&self, caller: Caller, call: Call, done: Completion) -> Tag {
+        Client::submit_ahead(self, caller, call, done)
     }
     fn payload_slots(&self) -> Option<Arc<crate::region::Slots>> {
         Client::payload_slots(self)

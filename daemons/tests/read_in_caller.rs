@@ -1,8 +1,9 @@
 //! `Client::submit_and_read` against the real `chand` process: with no reader thread, the thread
 //! that sends a call reads its answer and runs its completion itself, threads that send calls
 //! at once all get their answers (a sender that finds the wire held leaves the reading to its
-//! holder), a thread blocked in a call runs the completions it reads, and `closed()` fires
-//! when an idle daemon dies although no thread reads the wire.
+//! holder), a thread blocked in a call runs the completions it reads, `closed()` fires when an
+//! idle daemon dies although no thread reads the wire, and a call queued with `submit_ahead`
+//! goes out with the next one (or, with nothing after it, anyway).
 
 mod util;
 
@@ -121,4 +122,35 @@ fn closed_fires_when_an_idle_daemon_dies_with_no_thread_reading() {
     let after = rx.recv_timeout(PROMPTLY).expect("a call after the end is answered");
     assert!(matches!(after, Err(CallError::Disconnected(_))), "{after:?}");
     drop::<Client>(client);
+}
+
+#[test]
+fn a_call_sent_ahead_goes_out_and_is_answered_with_the_next_one() {
+    let client = spawn("chand", "chan");
+    let listener = client.open("ahead", O_CREAT | O_RDWR).unwrap();
+    let (tx, rx) = channel();
+    let first = tx.clone();
+    client.submit_ahead(
+        me(),
+        getfl(listener),
+        Box::new(move |a| first.send(("ahead", a)).unwrap()),
+    );
+    assert!(rx.try_recv().is_err(), "answered before anything was sent");
+    client.submit_and_read(me(), getfl(listener), Box::new(move |a| tx.send(("next", a)).unwrap()));
+    let answers: Vec<_> = rx.try_iter().collect();
+    assert_eq!(answers.len(), 2, "both answered before submit_and_read returned: {answers:?}");
+    assert_eq!(answers[0].0, "ahead");
+    assert!(answers.iter().all(|(_, a)| matches!(a, Ok(Reply::Value(_)))), "{answers:?}");
+}
+
+/// A call queued ahead of nothing (a breach of `submit_ahead`'s contract) is still sent and
+/// answered: the watchdog sends it after a tick and starts a reader thread.
+#[test]
+fn a_call_sent_ahead_of_nothing_is_answered_anyway() {
+    let client = spawn("chand", "chan");
+    let listener = client.open("alone", O_CREAT | O_RDWR).unwrap();
+    let (tx, rx) = channel();
+    client.submit_ahead(me(), getfl(listener), Box::new(move |a| tx.send(a).unwrap()));
+    let answer = rx.recv_timeout(PROMPTLY).expect("answered");
+    assert!(matches!(answer, Ok(Reply::Value(_))), "{answer:?}");
 }

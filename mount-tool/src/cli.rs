@@ -59,7 +59,8 @@ pub(crate) struct Cli {
     /// answer at once, such as a stat, may take before it fails with EIO; 30, 0 = never),
     /// busy_poll=MICROSECONDS (how long the mount and its daemon watch their pipe before
     /// sleeping, which saves a wake-up per call at the price of that much CPU; 50, 0 = off,
-    /// always off when the processes may only use one CPU), noregion (large reads and writes
+    /// always off when the processes may only use one CPU; while it is off, ramfs, null, zero
+    /// and rand answers are read by the FUSE thread itself), noregion (large reads and writes
     /// go through the pipe instead of a memory region shared with a built-in daemon).
     #[arg(short = 'o', value_name = "OPTIONS", action = clap::ArgAction::Append)]
     pub(crate) options: Vec<String>,

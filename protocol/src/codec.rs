@@ -221,12 +221,46 @@ pub struct FrameWriter<W> {
     inner: W,
     max: usize,
     buf: Vec<u8>,
+    /// Frames encoded by [`FrameWriter::queue_frame`], written ahead of the next frame.
+    queued: Vec<u8>,
+    /// Writes made so far.
+    writes: u64,
 }
 
 impl<W: Write> FrameWriter<W> {
     /// Writes frames of at most `max` body bytes (the peer's limit).
     pub fn new(inner: W, max: usize) -> Self {
-        FrameWriter { inner, max: max.min(MAX_FRAME), buf: Vec::new() }
+        FrameWriter {
+            inner,
+            max: max.min(MAX_FRAME),
+            buf: Vec::new(),
+            queued: Vec::new(),
+            writes: 0,
+        }
+    }
+
+    /// Encodes one frame to go out with the next write, in the same system call (so that a
+    /// peer reading the stream wakes once for both). An encoding error leaves nothing queued.
+    pub fn queue_frame(&mut self, frame: &Frame) -> Result<()> {
+        let start = self.queued.len();
+        encode_frame(frame, self.max, &mut self.queued).inspect_err(|_| {
+            self.queued.truncate(start);
+        })
+    }
+
+    /// Whether frames wait for the next write.
+    pub fn has_queued(&self) -> bool {
+        !self.queued.is_empty()
+    }
+
+    /// How many writes were made so far (each of one or more frames).
+    pub fn writes(&self) -> u64 {
+        self.writes
+    }
+
+    /// Writes the queued frames now, if any.
+    pub fn write_queued(&mut self) -> Result<()> {
+        self.write_frames(&[])
     }
 
     /// Encodes and writes one frame, then flushes.
@@ -234,9 +268,10 @@ impl<W: Write> FrameWriter<W> {
         self.write_frames(std::slice::from_ref(frame))
     }
 
-    /// Encodes several frames and writes them with one vectored write (more if the pipe takes
-    /// less), then flushes. Nothing is written if any frame fails to encode. Large payloads are
-    /// not copied into the frame buffer: they are written from the frame itself.
+    /// Encodes several frames and writes them, after any queued ones, with one vectored write
+    /// (more if the pipe takes less), then flushes. Nothing is written if any frame fails to
+    /// encode. Large payloads are not copied into the frame buffer: they are written from the
+    /// frame itself.
     pub fn write_frames(&mut self, frames: &[Frame]) -> Result<()> {
         self.buf.clear();
         let mut pieces: Vec<(usize, &[u8])> = Vec::new();
@@ -249,7 +284,8 @@ impl<W: Write> FrameWriter<W> {
                 None => encode_frame(frame, self.max, &mut self.buf)?,
             }
         }
-        let mut slices = Vec::with_capacity(2 * pieces.len() + 1);
+        let mut slices = Vec::with_capacity(2 * pieces.len() + 2);
+        slices.push(IoSlice::new(&self.queued));
         let mut start = 0;
         for (end, payload) in pieces {
             slices.push(IoSlice::new(&self.buf[start..end]));
@@ -259,6 +295,8 @@ impl<W: Write> FrameWriter<W> {
         slices.push(IoSlice::new(&self.buf[start..]));
         slices.retain(|slice| !slice.is_empty());
         write_all_vectored(&mut self.inner, &mut slices)?;
+        self.queued.clear();
+        self.writes += 1;
         self.inner.flush()?;
         if self.buf.capacity() > RETAINED_BUFFER {
             self.buf = Vec::new();
@@ -330,6 +368,62 @@ mod tests {
         let mut writer = FrameWriter::new(Vec::new(), MAX_FRAME);
         writer.write_frames(&frames).unwrap();
         assert_eq!(writer.get_mut(), &expected);
+    }
+
+    /// Counts the write system calls a `FrameWriter` makes.
+    #[derive(Default)]
+    struct Writes {
+        bytes: Vec<u8>,
+        calls: usize,
+    }
+
+    impl Write for Writes {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.calls += 1;
+            self.bytes.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.calls += 1;
+            bufs.iter().for_each(|b| self.bytes.extend_from_slice(b));
+            Ok(bufs.iter().map(|b| b.len()).sum())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Queued frames go out ahead of the next frame, in order, in the same write; a frame that
+    /// fails to encode queues nothing.
+    #[test]
+    fn queued_frames_go_out_with_the_next_frame_in_one_write() {
+        let seek = Frame::Call {
+            tag: Tag(1),
+            caller: Caller { pid: 1, uid: 2, gid: 3 },
+            call: Call::Lseek { fd: Fd(4), offset: 9, whence: 0 },
+        };
+        let too_big = Frame::Call {
+            tag: Tag(2),
+            caller: Caller { pid: 1, uid: 2, gid: 3 },
+            call: Call::Write { fd: Fd(4), data: vec![0; 100].into() },
+        };
+        let mut writer = FrameWriter::new(Writes::default(), 64);
+        writer.queue_frame(&seek).unwrap();
+        assert!(writer.queue_frame(&too_big).is_err());
+        assert!(writer.has_queued());
+        assert_eq!(writer.get_mut().calls, 0, "queueing writes nothing");
+        writer.write_frame(&sample()).unwrap();
+        let mut expected = Vec::new();
+        encode_frame(&seek, 64, &mut expected).unwrap();
+        encode_frame(&sample(), 64, &mut expected).unwrap();
+        assert_eq!(writer.get_mut().bytes, expected);
+        assert_eq!(writer.get_mut().calls, 1);
+        assert!(!writer.has_queued());
+        writer.queue_frame(&seek).unwrap();
+        writer.write_queued().unwrap();
+        assert_eq!(writer.get_mut().calls, 2);
+        writer.write_queued().unwrap();
+        assert_eq!(writer.get_mut().calls, 2, "nothing queued: nothing written");
     }
 
     #[test]

@@ -327,6 +327,39 @@ impl Client {
         tag
     }
 
+    /// Queues `call` with `done` to go out with the call this thread sends next with
+    /// [`Client::submit_and_read`], in the same write, and be read with it: for a call just
+    /// ahead of another (a seek before a read), so that the daemon wakes once for both and
+    /// the two cost one round trip. (Should nothing follow for a watchdog tick, the watchdog
+    /// sends it and starts a reader thread.)
+    pub fn submit_ahead(&self, caller: Caller, call: Call, done: Completion) -> Tag {
+        let tag = self.next_tag();
+        let waiter = Waiter::Completion(done);
+        if let Err((err, waiter)) = self.inner.calls.register(tag, &call, waiter) {
+            waiter.finish(tag, Err(err));
+            return tag;
+        }
+        if let Some(trace) = self.inner.calls.trace.get() {
+            trace.started(tag, &call);
+        }
+        let frame = Frame::Call { tag, caller, call };
+        let mut out = self.inner.out.lock().unwrap_or_else(PoisonError::into_inner);
+        let queued = match out.as_mut() {
+            Some(writer) => writer.queue_frame(&frame).map_err(|err| match err {
+                scheme_protocol::Error::Encode(what) => CallError::Protocol(what),
+                other => CallError::Protocol(other.to_string()),
+            }),
+            None => Err(CallError::Disconnected("client closed".into())),
+        };
+        drop(out);
+        if let Err(err) = queued {
+            if let Some(waiter) = self.inner.calls.unregister(tag) {
+                waiter.finish(tag, Err(err));
+            }
+        }
+        tag
+    }
+
     /// Gives up on `tag`: the daemon side answers it `EINTR` at once; a daemon that ignores
     /// the cancel for [`Limits::cancel_grace`] gets it answered `EINTR` here.
     pub fn cancel(&self, tag: Tag) {
@@ -394,12 +427,40 @@ impl Client {
         self.start(call)?.wait()
     }
 
+    /// Sends calls queued by [`Client::submit_ahead`] that no write followed since the last
+    /// look (`seen`: the writer's count of writes then), and starts the reader thread for their
+    /// answers, since no thread may be reading: the breach of `submit_ahead`'s contract costs
+    /// speed, never an answer.
+    fn send_stale_queue(&self, seen: &mut Option<u64>) {
+        let out = self.inner.out.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(writer) = out.as_ref().filter(|writer| writer.has_queued()) else {
+            *seen = None;
+            return;
+        };
+        if *seen != Some(writer.writes()) {
+            *seen = Some(writer.writes());
+            return;
+        }
+        drop(out);
+        warn!("a call queued ahead of another waited alone for a watchdog tick; sent now");
+        let _ = self.write_with(|writer| writer.write_queued());
+        self.inner.start_reader();
+    }
+
     fn send(&self, frame: &Frame) -> CallResult<()> {
+        self.write_with(|writer| writer.write_frame(frame))
+    }
+
+    /// Writes with `write`; a failed write ends the stream (every call fails).
+    fn write_with(
+        &self,
+        write: impl FnOnce(&mut FrameWriter<Box<dyn Write + Send>>) -> scheme_protocol::Result<()>,
+    ) -> CallResult<()> {
         let mut out = self.inner.out.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(writer) = out.as_mut() else {
             return Err(CallError::Disconnected("client closed".into()));
         };
-        match writer.write_frame(frame) {
+        match write(writer) {
             Ok(()) => Ok(()),
             Err(scheme_protocol::Error::Encode(what)) => Err(CallError::Protocol(what)),
             Err(err) => {
@@ -649,10 +710,14 @@ const WATCH_TICK: Duration = Duration::from_millis(100);
 /// the daemon, and ends the stream if the daemon hung up while nobody reads the wire; ends with
 /// the client or its stream.
 fn watch(inner: &Weak<Inner>) {
+    let mut queue_seen = None;
     loop {
         std::thread::sleep(WATCH_TICK);
         let Some(inner) = inner.upgrade() else { return };
         inner.event_path.flush();
+        let client = Client { inner, caller: current_caller() };
+        client.send_stale_queue(&mut queue_seen);
+        let inner = client.inner;
         if let Some(hangup) = &inner.hangup_fd {
             wire::notice_hangup(hangup, &inner.wire, &inner.calls, &inner.event_path);
         }

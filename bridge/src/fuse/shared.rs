@@ -74,6 +74,15 @@ impl Ttl {
     }
 }
 
+/// When the fuser thread reads a call's answer, where it does (`Scheme::answers_here`).
+#[derive(Debug, Clone, Copy)]
+enum Read {
+    /// Before the call returns.
+    Now,
+    /// With the answer of the next call this thread sends.
+    WithNext,
+}
+
 /// How often a stat that raced a rename or unlink is made again.
 const STABLE_STAT_TRIES: u32 = 5;
 
@@ -122,7 +131,20 @@ impl Shared {
         call: Call,
         done: impl FnOnce(CallResult<Reply>) + Send + 'static,
     ) {
-        self.submit(scheme, caller, call, Box::new(done));
+        self.submit(scheme, caller, call, Box::new(done), Read::Now);
+    }
+
+    /// Like [`Shared::call`], for a call this thread follows at once with another call to the
+    /// same scheme: where the fuser thread reads the answers, the next call reads both, so
+    /// that the two cost one round trip.
+    pub(crate) fn call_ahead(
+        &self,
+        scheme: usize,
+        caller: Caller,
+        call: Call,
+        done: impl FnOnce(CallResult<Reply>) + Send + 'static,
+    ) {
+        self.submit(scheme, caller, call, Box::new(done), Read::WithNext);
     }
 
     /// Sends `call` within the mount's limit on calls in flight (`EAGAIN` beyond, without
@@ -133,6 +155,7 @@ impl Shared {
         caller: Caller,
         call: Call,
         done: crate::Completion,
+        read: Read,
     ) -> Option<scheme_protocol::Tag> {
         let slot = match self.counters.request() {
             Ok(slot) => slot,
@@ -148,10 +171,11 @@ impl Shared {
             drop(handing_on);
         });
         let scheme = &self.schemes[scheme];
-        if scheme.answers_here {
-            return Some(scheme.backend.submit_and_read(caller, call, done));
-        }
-        Some(scheme.backend.submit(caller, call, done))
+        Some(match (scheme.answers_here, read) {
+            (false, _) => scheme.backend.submit(caller, call, done),
+            (true, Read::Now) => scheme.backend.submit_and_read(caller, call, done),
+            (true, Read::WithNext) => scheme.backend.submit_ahead(caller, call, done),
+        })
     }
 
     /// Like [`Shared::call`], for a call that may block: FUSE request `unique` can interrupt it.
@@ -168,7 +192,7 @@ impl Shared {
             this.interrupts.finished(unique);
             done(result);
         });
-        let Some(tag) = self.submit(scheme, caller, call, done) else { return };
+        let Some(tag) = self.submit(scheme, caller, call, done, Read::Now) else { return };
         if let Some((scheme, tag)) = self.interrupts.started(unique, scheme, tag) {
             self.cancel(scheme, tag);
         }

@@ -158,7 +158,7 @@ impl SchemeFs {
     ) {
         let scheme = handle.scheme;
         let seek = Call::Lseek { fd: handle.fd, offset: at as i64, whence: SEEK_SET as u64 };
-        self.shared.call(scheme, caller, seek, |_| {});
+        self.shared.call_ahead(scheme, caller, seek, |_| {});
         let read = Call::Read { fd: handle.fd, len: dir::CHUNK as u64 };
         self.shared.call(scheme, caller, read, move |r| {
             done(data_of(r).map(|chunk| {

@@ -230,7 +230,7 @@ impl SchemeFs {
         }
         io.flags = if wanted { io.flags | O_NONBLOCK } else { io.flags & !O_NONBLOCK };
         let call = Call::Fcntl { fd: handle.fd, cmd: F_SETFL as u64, arg: io.flags as u64 };
-        self.shared.call(handle.scheme, caller, call, |_| {});
+        self.shared.call_ahead(handle.scheme, caller, call, |_| {});
     }
 
     /// Seeks the daemon handle to `offset` unless it is a stream or already there; the caller
@@ -243,7 +243,7 @@ impl SchemeFs {
         if io.pos != Some(offset) && !handle.append {
             let call =
                 Call::Lseek { fd: handle.fd, offset: offset as i64, whence: SEEK_SET as u64 };
-            self.shared.call(handle.scheme, caller, call, |_| {});
+            self.shared.call_ahead(handle.scheme, caller, call, |_| {});
         }
         io.pos = Some(offset + len);
     }
@@ -418,7 +418,7 @@ impl Filesystem for SchemeFs {
             });
             for step in steps {
                 let gather = Arc::clone(&gather);
-                shared.call(scheme, caller, step.on(fd), move |r| {
+                shared.call_ahead(scheme, caller, step.on(fd), move |r| {
                     gather.arrive(value_of(r).map(|_| None))
                 });
             }
