@@ -168,7 +168,7 @@ pub(super) fn read_for_good(wire: &SharedWire, calls: &Calls, events: &Events) {
 /// fails the rest. Looks without holding the wire, so a thread that wants to read it never
 /// finds it held by this.
 pub(super) fn notice_hangup(pipe: &OwnedFd, wire: &SharedWire, calls: &Calls, events: &Events) {
-    // No events asked for: only a hang-up or an error wakes this poll, not the daemon's frames.
+    // No events asked for: only a hang-up or an error is reported, never the daemon's frames.
     let mut fds = [PollFd::new(pipe, PollFlags::empty())];
     if !matches!(poll(&mut fds, Some(&Timespec::default())), Ok(n) if n > 0) {
         return;
