@@ -288,12 +288,8 @@ impl Client {
 
     /// Sends `call` and returns at once; the answer is collected from the [`PendingCall`].
     pub fn start(&self, call: Call) -> CallResult<PendingCall> {
-        self.start_as(self.caller, call)
-    }
-
-    fn start_as(&self, caller: Caller, call: Call) -> CallResult<PendingCall> {
         let mailbox = Mailbox::take();
-        let tag = self.send_call(caller, call, Waiter::Thread(mailbox.sender()))?;
+        let tag = self.send_call(self.caller, call, Waiter::Thread(mailbox.sender()))?;
         Ok(PendingCall { tag, mailbox, client: self.clone() })
     }
 
