@@ -24,6 +24,11 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn submit_and_read(&self, caller: Caller, call: Call, done: Completion) -> Tag {
         self.submit(caller, call, done)
     }
+    /// Like `submit`, but a reader thread it starts stops once no call has been in flight for
+    /// a while (see [`Client::submit_for_now`]).
+    fn submit_for_now(&self, caller: Caller, call: Call, done: Completion) -> Tag {
+        self.submit(caller, call, done)
+    }
     /// Like `submit_and_read`, for a call this thread follows at once with another
     /// `submit_and_read`, which reads both answers (see [`Client::submit_ahead`]).
     fn submit_ahead(&self, caller: Caller, call: Call, done: Completion) -> Tag {
@@ -62,6 +67,9 @@ impl Backend for Client {
     }
     fn submit_ahead(&self, caller: Caller, call: Call, done: Completion) -> Tag {
         Client::submit_ahead(self, caller, call, done)
+    }
+    fn submit_for_now(&self, caller: Caller, call: Call, done: Completion) -> Tag {
+        Client::submit_for_now(self, caller, call, done)
     }
     fn payload_slots(&self) -> Option<Arc<crate::region::Slots>> {
         Client::payload_slots(self)

@@ -9,7 +9,6 @@ use std::io::{BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 mod calls;
@@ -106,7 +105,7 @@ struct Inner {
     hangup_fd: Option<std::os::fd::OwnedFd>,
     peer: Peer,
     child: Mutex<Option<Child>>,
-    reader: Mutex<Option<JoinHandle<()>>>,
+    reader: Arc<Mutex<wire::ReaderState>>,
     /// The payload region, if the daemon mapped the one offered.
     region: Option<Arc<Slots>>,
 }
@@ -224,7 +223,7 @@ impl Client {
             hangup_fd,
             peer,
             child: Mutex::new(None),
-            reader: Mutex::new(None),
+            reader: Arc::default(),
             region,
         };
         let inner = Arc::new(inner);
@@ -297,7 +296,19 @@ impl Client {
     /// reader thread (or at once, if the call cannot be sent), so it must not block. Returns
     /// the tag, for [`Client::cancel`].
     pub fn submit(&self, caller: Caller, call: Call, done: Completion) -> Tag {
-        self.inner.start_reader();
+        self.submit_with_reader(caller, call, done, true)
+    }
+
+    /// Like [`Client::submit`], but the reader thread, unless something needs it for good,
+    /// hands the wire back once no call has been in flight for [`wire::READER_IDLE`]: for a
+    /// caller that reads its answers itself ([`Client::submit_and_read`]) but not while calls
+    /// keep coming faster than it can answer them one at a time.
+    pub fn submit_for_now(&self, caller: Caller, call: Call, done: Completion) -> Tag {
+        self.submit_with_reader(caller, call, done, false)
+    }
+
+    fn submit_with_reader(&self, caller: Caller, call: Call, done: Completion, good: bool) -> Tag {
+        self.inner.start_reader_for(good);
         let tag = self.next_tag();
         let waiter = Waiter::Completion(done);
         if let Err((err, waiter)) = self.send_with_tag(tag, caller, call, waiter) {
@@ -629,19 +640,35 @@ impl PendingCall {
 }
 
 impl Inner {
-    /// Starts the reader thread, once: from now on it alone reads the wire.
+    /// Starts the reader thread for good: from now on it alone reads the wire.
     fn start_reader(&self) {
+        self.start_reader_for(true);
+    }
+
+    /// Starts the reader thread unless it runs; `good`: it never hands the wire back.
+    fn start_reader_for(&self, good: bool) {
         let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
-        if reader.is_some() {
+        reader.for_good |= good;
+        if reader.running {
             return;
         }
-        let (wire, calls, events) =
-            (Arc::clone(&self.wire), Arc::clone(&self.calls), Arc::clone(&self.event_path));
+        if let Some(stopped) = reader.thread.take() {
+            let _ = stopped.join(); // it handed the wire back and is returning
+        }
+        let (wire, calls, events, state) = (
+            Arc::clone(&self.wire),
+            Arc::clone(&self.calls),
+            Arc::clone(&self.event_path),
+            Arc::clone(&self.reader),
+        );
         let spawned = std::thread::Builder::new()
             .name(crate::thread_name(&self.peer.scheme, "wire-replies"))
-            .spawn(move || wire::read_for_good(&wire, &calls, &events));
+            .spawn(move || wire::read_while_needed(&wire, &calls, &events, &state));
         match spawned {
-            Ok(thread) => *reader = Some(thread),
+            Ok(thread) => {
+                reader.thread = Some(thread);
+                reader.running = true;
+            }
             Err(err) => error!("cannot start the reply reader thread: {err}"),
         }
     }
@@ -655,7 +682,7 @@ impl Drop for Inner {
         if let Some(child) = self.child.get_mut().unwrap_or_else(PoisonError::into_inner).take() {
             reap(child);
         }
-        let reader = self.reader.get_mut().unwrap_or_else(PoisonError::into_inner).take();
+        let reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner).thread.take();
         if let Some(reader) = reader {
             let deadline = Instant::now() + Duration::from_millis(200);
             while !reader.is_finished() && Instant::now() < deadline {

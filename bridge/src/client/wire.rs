@@ -150,17 +150,62 @@ fn read_one<R: Read>(
     }
 }
 
-/// The reader thread: takes the wire for good (after any leader is done with it), answers
-/// waiters by tag and forwards events; on any stream failure it fails every outstanding call.
-pub(super) fn read_for_good(wire: &SharedWire, calls: &Calls, events: &Events) {
+/// How long a reader thread not needed for good waits for a frame, with no call in flight,
+/// before it hands the wire back (`Client::submit_for_now`).
+pub(super) const READER_IDLE: Duration = Duration::from_millis(50);
+
+/// The reader thread's state, shared with it.
+#[derive(Default)]
+pub(super) struct ReaderState {
+    pub(super) thread: Option<std::thread::JoinHandle<()>>,
+    /// Something needs the wire read at all times (events, `Client::submit`): never stop.
+    pub(super) for_good: bool,
+    /// The thread has the wire (false once it handed it back, or before it started).
+    pub(super) running: bool,
+}
+
+/// The reader thread: takes the wire (after any leader is done with it), answers waiters by
+/// tag and forwards events; on any stream failure it fails every outstanding call. Unless
+/// needed for good, it hands the wire back once no call has been in flight for
+/// [`READER_IDLE`]; deciding that under the state's lock, against `start_reader_for`, leaves no
+/// call sent meanwhile unread (its sender waits for the lock, then starts a new reader).
+pub(super) fn read_while_needed(
+    wire: &SharedWire,
+    calls: &Calls,
+    events: &Events,
+    state: &Mutex<ReaderState>,
+) {
     let taken = wire.lock().unwrap_or_else(PoisonError::into_inner).take();
-    let Some(mut wire_in) = taken else { return };
+    let Some(mut wire_in) = taken else {
+        state.lock().unwrap_or_else(PoisonError::into_inner).running = false;
+        return;
+    };
+    let mut for_good = state.lock().unwrap_or_else(PoisonError::into_inner).for_good;
     let why = loop {
-        if let Err(why) = read_one(&mut wire_in.frames, calls, events, None) {
-            break why;
+        let buffered = !wire_in.frames.get_ref().buffer().is_empty();
+        if for_good || buffered || !idle_for_a_while(&wire_in) {
+            if let Err(why) = read_one(&mut wire_in.frames, calls, events, None) {
+                break why;
+            }
+            continue;
+        }
+        let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+        for_good = state.for_good;
+        if !for_good && !calls.any_waiting() {
+            *wire.lock().unwrap_or_else(PoisonError::into_inner) = Some(wire_in);
+            state.running = false;
+            return;
         }
     };
     calls.fail_all(&why);
+}
+
+/// Whether nothing came on the wire for [`READER_IDLE`] (never, for a wire it cannot poll).
+fn idle_for_a_while(wire: &WireIn) -> bool {
+    let Some(fd) = &wire.poll_fd else { return false };
+    let mut fds = [PollFd::new(fd, PollFlags::IN)];
+    let timeout = Timespec::try_from(READER_IDLE).ok();
+    matches!(poll(&mut fds, timeout.as_ref()), Ok(0))
 }
 
 /// Ends the stream if the daemon closed its end of the pipe while nobody reads the wire (no

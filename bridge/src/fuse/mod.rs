@@ -139,7 +139,13 @@ pub fn mount(
     let answers_here = never_blocks && crate::busy_poll::window().is_zero();
     let schemes = schemes
         .into_iter()
-        .map(|(name, backend)| Scheme { name, backend, never_blocks, answers_here })
+        .map(|(name, backend)| Scheme {
+            name,
+            backend,
+            never_blocks,
+            answers_here,
+            queued_streak: 0.into(),
+        })
         .collect();
     let owner = attr::Owner { uid: config.uid, gid: config.gid };
     let shared = Arc::new(Shared::new(schemes, namespace, owner, config.ttl, config.limits));
@@ -166,6 +172,9 @@ pub fn mount(
     let fs = SchemeFs { shared: Arc::clone(&shared), max_write, readahead };
     let acl =
         if config.options.allow_other { fuser::SessionACL::All } else { fuser::SessionACL::Owner };
+    if answers_here {
+        let _ = shared.requests.set(fuser_end.try_clone()?);
+    }
     let session = fuser::Session::from_fd(fs, fuser_end, acl, fuser::Config::default())?.spawn()?;
     let (stop_events, stopped) = crossbeam_channel::bounded(0);
     let mut event_threads = spawn_event_relays(&shared, &stopped)?;
