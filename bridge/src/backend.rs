@@ -117,10 +117,6 @@ impl<S: SchemeMut + Getdents + Send> InProcess<S> {
         InProcess { name: name.to_owned(), scheme: Mutex::new(scheme), next_tag: 1.into() }
     }
 
-    fn next_tag(&self) -> Tag {
-        Tag(self.next_tag.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
-    }
-
     /// The same packet the wire would carry, built and answered here.
     fn answer(&self, id: u64, caller: Caller, call: Call) -> CallResult<Reply> {
         let name = call.name();
@@ -145,11 +141,10 @@ impl<S: SchemeMut + Getdents + Send> InProcess<S> {
 
 impl<S: SchemeMut + Getdents + Send> Backend for InProcess<S> {
     fn submit(&self, caller: Caller, call: Call, done: Completion) -> Tag {
-        let tag = self.next_tag();
+        let tag = Tag(self.next_tag.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         done(self.answer(tag.0, caller, call));
         tag
     }
-
     fn cancel(&self, _tag: Tag) {}
     fn events(&self) -> Receiver<Event> {
         crossbeam_channel::never()

@@ -64,16 +64,11 @@ pub fn set_window(window: Duration) {
 
 /// The window for a new wire: [`configured`], or zero if this thread may only run on one CPU.
 pub fn window() -> Duration {
-    if one_cpu() {
+    static ONE_CPU: OnceLock<bool> = OnceLock::new();
+    if *ONE_CPU.get_or_init(|| std::thread::available_parallelism().map_or(true, |n| n.get() < 2)) {
         return Duration::ZERO;
     }
     configured()
-}
-
-/// Whether this process may only run on one CPU (as its first caller saw it).
-pub fn one_cpu() -> bool {
-    static ONE_CPU: OnceLock<bool> = OnceLock::new();
-    *ONE_CPU.get_or_init(|| std::thread::available_parallelism().map_or(true, |n| n.get() < 2))
 }
 
 /// The window asked for: the one set, else the environment's, else the default. A spawned

@@ -3,7 +3,8 @@
 //! threads' answers on, so a lone blocking call costs what a raw pipe round trip costs: no
 //! hand-off to a reader thread and back. Once anything needs the wire read without a caller
 //! waiting (completions, events), a reader thread takes it over for good, and blocked callers
-//! just wait for their answer (the followers). Until then the watchdog looks for the daemon
+//! just wait for their answer (the followers); one started by `Client::submit_for_now` hands
+//! it back after [`READER_IDLE`] with no call in flight ([`read_while_needed`]). Until then the watchdog looks for the daemon
 //! hanging up ([`notice_hangup`]), so that the end of the stream is seen while no call waits.
 //! Calls with completions sent by `Client::submit_and_read` are read the same way: the thread
 //! that sent one reads the wire, if nobody does, until no call is in flight
