@@ -209,6 +209,12 @@ impl<R: Read> FrameReader<R> {
         &self.inner
     }
 
+    /// The stream frames are read from, to fill its buffer between frames (reading from it
+    /// in the middle of a frame would lose bytes of that frame).
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
     /// The bytes of the last body read, or the length prefix of a refused frame.
     pub fn last_bytes(&self) -> &[u8] {
         &self.buffer[..self.filled]

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 mod calls;
 mod events;
 mod mailbox;
+mod source;
 mod wire;
 
 use calls::{Calls, Waiter};
@@ -196,7 +197,8 @@ impl Client {
         scheme: &str,
         offer: Option<Arc<Slots>>,
     ) -> scheme_protocol::Result<Client> {
-        let reader: Box<dyn Read + Send> = Box::new(reader);
+        let hangup_fd = poll_fd.as_ref().and_then(|fd| fd.try_clone().ok());
+        let reader = source::Source::new(Box::new(reader), poll_fd);
         let mut frames_in = FrameReader::new(BufReader::with_capacity(1 << 16, reader), MAX_FRAME);
         let mut frames_out: FrameWriter<Box<dyn Write + Send>> =
             FrameWriter::new(Box::new(writer), MAX_FRAME);
@@ -208,7 +210,6 @@ impl Client {
         let peer = handshake(&mut frames_in, &mut frames_out, &ours)?;
         let region = offer.filter(|_| peer.features & FEATURE_REGION != 0);
         let (event_path, event_rx) = Events::new();
-        let hangup_fd = poll_fd.as_ref().and_then(|fd| fd.try_clone().ok());
         let inner = Inner {
             out: Mutex::new(Some(frames_out)),
             calls: Arc::new(Calls::new()),
@@ -217,7 +218,6 @@ impl Client {
             event_path: Arc::new(event_path),
             wire: Arc::new(Mutex::new(Some(WireIn {
                 frames: frames_in,
-                poll_fd,
                 busy_poll: crate::busy_poll::window(),
             }))),
             hangup_fd,
