@@ -22,11 +22,12 @@ COLORS = OrderedDict(
         ("bridge", "#e45756"),
         ("sshfs", "#54a24b"),
         ("frames", "#f58518"),
+        ("chain", "#72b7b2"),
         ("pipe", "#b279a2"),
     ]
 )
 FS_CONTENDERS = ["tmpfs", "inproc", "bridge", "sshfs"]
-PIPE_CONTENDERS = ["bridge", "frames", "pipe"]  # frames: round trips only
+PIPE_CONTENDERS = ["bridge", "frames", "chain", "pipe"]  # frames, chain: round trips only
 TITLES = {
     "unpinned": "unpinned (the scheduler places every process)",
     "cpu0": "pinned: every process on CPU 0",
@@ -84,7 +85,9 @@ def groups_for(values, placement, metrics):
     for metric, unit in metrics.items():
         is_pipe = metric in pipe_metrics
         contenders = PIPE_CONTENDERS if is_pipe else FS_CONTENDERS
-        contenders = [c for c in contenders if c != "frames" or (placement, c, metric) in values]
+        contenders = [
+            c for c in contenders if c not in ("frames", "chain") or (placement, c, metric) in values
+        ]
         reference = "pipe" if is_pipe else "inproc"
         ref = median(values.get((placement, reference, metric), []))
         bars = []

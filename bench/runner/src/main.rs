@@ -12,6 +12,7 @@
 //! schemebench pipe-stream --mb 256              # the same two programs over a plain pipe
 //! schemebench wire-rtt --daemon zerod --size 4k # Client::read round trips to zerod
 //! schemebench pipe-rtt --size 4k                # raw pipe ping-pong with the same frame sizes
+//! schemebench chain-rtt --size 4k               # the same bytes through a relay process
 //! schemebench report results.tsv                # markdown tables from run.sh's raw TSV
 //! ```
 
@@ -24,6 +25,7 @@ mod rtt;
 mod sample;
 mod stream;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -55,9 +57,14 @@ enum Command {
     PipeRtt(rtt::PipeArgs),
     /// Round trips of real frames (the codec on both ends) over a raw pipe to a child.
     FrameRtt(rtt::PipeArgs),
+    /// Round trips of pipe-rtt's bytes through a relay process to its echo child (3 processes).
+    ChainRtt(rtt::PipeArgs),
     /// Internal: the answering child of pipe-rtt.
     #[command(hide = true)]
     PipeEcho(rtt::EchoArgs),
+    /// Internal: the relay child of chain-rtt.
+    #[command(hide = true)]
+    PipeRelay(rtt::RelayArgs),
     /// Markdown tables (median (min-max) per metric and contender) from run.sh's raw TSV.
     Report(report::ReportArgs),
 }
@@ -71,25 +78,36 @@ fn main() -> ExitCode {
         Command::WireRtt(args) => (vec![args.metric()], args.run()),
         Command::PipeRtt(args) => (vec![args.metric()], args.run()),
         Command::FrameRtt(args) => (vec![args.metric()], args.run_frames()),
+        Command::ChainRtt(args) => (vec![args.metric()], args.run_chain()),
         Command::StreamWriter(args) => return finish(args.run()),
         Command::PipeEcho(args) => return finish(args.run()),
+        Command::PipeRelay(args) => return finish(args.run()),
         Command::Report(args) => return finish(args.run()),
     };
     match result {
         Ok(samples) => {
-            for sample in samples {
-                println!("{sample}");
-            }
-            ExitCode::SUCCESS
+            let lines: String = samples.iter().map(|sample| format!("{sample}\n")).collect();
+            finish(emit(&lines))
         }
         Err(err) => {
-            for (metric, unit) in expected {
-                println!("{}", Sample { metric, unit, value: Value::Error });
-            }
+            let lines: String = expected
+                .into_iter()
+                .map(|(metric, unit)| format!("{}\n", Sample { metric, unit, value: Value::Error }))
+                .collect();
+            let _ = emit(&lines);
             eprintln!("schemebench: {err:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Writes `text` to standard output; an error if it cannot (a reader such as `head` that
+/// went away closes the pipe: that is an error, not a panic as with `println!`).
+pub(crate) fn emit(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|err| anyhow::anyhow!("cannot write to standard output: {err}"))
 }
 
 /// Exit status of a subcommand that prints no samples.

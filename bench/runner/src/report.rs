@@ -3,8 +3,11 @@
 //!
 //! Per placement, two tables: the file-system metrics with one column per contender (tmpfs,
 //! inproc, bridge, sshfs) and the ratios bridge/inproc and bridge/sshfs, and the metrics that
-//! compare the bridge's path with a plain pipe (contenders bridge, frames and pipe: frames is
-//! the codec alone over the same pipe, measured for round trips only). A cell is the
+//! compare the bridge's path with a plain pipe (contenders bridge, frames, chain and pipe:
+//! frames is the codec alone over the same pipe, chain the pipe's bytes through a third
+//! process, both measured for round trips only), then the floor of the one-round-trip ratio:
+//! what a pread's bridge/inproc ratio would be if the bridge's hop cost only what a third
+//! process in a pipe ping-pong costs (chain minus pipe). A cell is the
 //! median (min-max) over the repetitions; ratios divide medians. Rows, columns and placements
 //! keep the order in which they first appear in the TSV, so the output is deterministic.
 
@@ -18,7 +21,11 @@ use clap::Args;
 /// The contenders of the file-system table, in column order.
 const FS_CONTENDERS: [&str; 4] = ["tmpfs", "inproc", "bridge", "sshfs"];
 /// The contenders of the bridge-path-vs-pipe table.
-const PIPE_CONTENDERS: [&str; 3] = ["bridge", "frames", "pipe"];
+const PIPE_CONTENDERS: [&str; 4] = ["bridge", "frames", "chain", "pipe"];
+
+/// The preads whose one round trip the floor is about, with the round trips of their size.
+const ONE_ROUND_TRIP: [(&str, &str); 2] =
+    [("pread_1b_direct", "rtt_1b"), ("pread_4k_direct", "rtt_4k")];
 
 #[derive(Debug, Args)]
 pub(crate) struct ReportArgs {
@@ -30,8 +37,7 @@ impl ReportArgs {
     pub(crate) fn run(&self) -> Result<()> {
         let text = std::fs::read_to_string(&self.tsv)
             .with_context(|| format!("cannot read {}", self.tsv.display()))?;
-        print!("{}", render(&Results::parse(&text)?));
-        Ok(())
+        crate::emit(&render(&Results::parse(&text)?))
     }
 }
 
@@ -115,11 +121,38 @@ fn render(results: &Results) -> String {
         }
         if !pipe.is_empty() {
             out.push_str("The bridge's path (chan mount, `Client` wire) next to a plain pipe:\n\n");
-            let ratios = [("bridge", "pipe"), ("frames", "pipe")];
+            let ratios = [("bridge", "pipe"), ("frames", "pipe"), ("chain", "pipe")];
             table(&mut out, results, placement, &pipe, &PIPE_CONTENDERS, &ratios);
         }
+        floors(&mut out, results, placement);
     }
     out
+}
+
+/// The floor of each pread's bridge/inproc ratio: (inproc + chain - pipe) / inproc, medians;
+/// pinned only, where every hand-off between processes is a context switch (unpinned, the
+/// bridge's busy polling makes its hop cheaper than a sleeping pipe's).
+fn floors(out: &mut String, results: &Results, placement: &str) {
+    if placement != "cpu0" {
+        return;
+    }
+    let mut lines = Vec::new();
+    for (pread, rtt) in ONE_ROUND_TRIP {
+        let medians = [("inproc", pread), ("chain", rtt), ("pipe", rtt)]
+            .map(|(contender, metric)| median(results.get(placement, contender, metric)));
+        let [Some(inproc), Some(chain), Some(pipe)] = medians else { continue };
+        if inproc > 0.0 {
+            let floor = (inproc + chain - pipe) / inproc;
+            lines.push(format!("{pread} {}", format_ratio(floor)));
+        }
+    }
+    if !lines.is_empty() {
+        let _ = writeln!(
+            out,
+            "Floor of bridge/inproc for one round trip ((inproc + chain - pipe) / inproc): {}\n",
+            lines.join(", ")
+        );
+    }
 }
 
 fn placement_title(placement: &str) -> String {
@@ -265,6 +298,11 @@ unpinned\tsshfs\twrite_1m_buffered\tMB/s\t1\tn/a
 unpinned\tbridge\trtt_1b\tus/op\t1\t20
 unpinned\tframes\trtt_1b\tus/op\t1\t12
 unpinned\tpipe\trtt_1b\tus/op\t1\t10
+unpinned\tchain\trtt_1b\tus/op\t1\t25
+unpinned\tinproc\tpread_1b_direct\tus/op\t1\t30
+cpu0\tpipe\trtt_1b\tus/op\t1\t10
+cpu0\tchain\trtt_1b\tus/op\t1\t25
+cpu0\tinproc\tpread_1b_direct\tus/op\t1\t30
 unpinned\tbridge\tstream_64k\tMB/s\t1\t900
 unpinned\tpipe\tstream_64k\tMB/s\t1\t1000
 ";
@@ -276,13 +314,24 @@ unpinned\tpipe\tstream_64k\tMB/s\t1\t1000
             "| write_1m_buffered | MB/s | higher | 2000 | 800 | 450 (400-500) **[1 err]** | n/a | 0.56 | – |"
         ), "{text}");
         assert!(
-            text.contains("| rtt_1b | µs/op | lower | 20.0 | 12.0 | 10.0 | 2.00 | 1.20 |"),
+            text.contains(
+                "| rtt_1b | µs/op | lower | 20.0 | 12.0 | 25.0 | 10.0 | 2.00 | 1.20 | 2.50 |"
+            ),
             "{text}"
         );
         assert!(
-            text.contains("| stream_64k | MB/s | higher | 900 | – | 1000 | 0.90 | – |"),
+            text.contains("| stream_64k | MB/s | higher | 900 | – | – | 1000 | 0.90 | – | – |"),
             "{text}"
         );
+        // (30 + 25 - 10) / 30, pinned only; the 4 KiB pread has no measurements, so no floor.
+        assert_eq!(text.matches("Floor of").count(), 1, "{text}");
+        assert!(
+            text.contains(
+                "one round trip ((inproc + chain - pipe) / inproc): pread_1b_direct 1.50\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("pread_4k_direct 1"), "{text}");
     }
 
     #[test]

@@ -10,6 +10,10 @@
 //!   frames with the protocol's codec (`FrameWriter`, `FrameReader` over a `BufReader`, as the
 //!   client and the daemon do): what the serialized wire costs by itself, without the client
 //!   library's tag tables and wake-ups or the daemon's packets.
+//! - `chain-rtt`: the bytes of `pipe-rtt` through a chain of three processes, this one, a relay
+//!   child (`schemebench pipe-relay`) and its echo child, each hop a pair of pipes: the least a
+//!   request costs when a third process joins a ping-pong, as the daemon joins the program and
+//!   the FUSE server. Pinned to one CPU, chain minus pipe is the floor of the bridge's hop.
 //!
 //! µs per round trip.
 
@@ -59,6 +63,16 @@ pub(crate) struct PipeArgs {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct RelayArgs {
+    /// Bytes per request.
+    #[arg(long)]
+    request: usize,
+    /// Bytes per reply.
+    #[arg(long)]
+    reply: usize,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct EchoArgs {
     /// Bytes per request to read.
     #[arg(long)]
@@ -78,6 +92,8 @@ enum Payload {
     Bytes,
     /// The wire's frames, encoded and decoded by the codec.
     Frames,
+    /// Bytes as long as the wire's frames, through a relay process to the echo process.
+    Relayed,
 }
 
 /// Bytes read from a pipe at once by the frame readers, as the client's and the daemon's.
@@ -145,6 +161,11 @@ impl PipeArgs {
         self.ping_pong(Payload::Bytes)
     }
 
+    /// chain-rtt: the same bytes through a relay process and its echo child.
+    pub(crate) fn run_chain(&self) -> Result<Vec<Sample>> {
+        self.ping_pong(Payload::Relayed)
+    }
+
     /// frame-rtt: the same ping-pong with real frames.
     pub(crate) fn run_frames(&self) -> Result<Vec<Sample>> {
         self.ping_pong(Payload::Frames)
@@ -152,24 +173,12 @@ impl PipeArgs {
 
     fn ping_pong(&self, payload: Payload) -> Result<Vec<Sample>> {
         let (request_len, reply_len) = wire_sizes(self.size)?;
-        let exe = std::env::current_exe().context("cannot find this program")?;
-        let mut command = Command::new(exe);
-        command
-            .args(["pipe-echo", "--request", &request_len.to_string()])
-            .args(["--reply", &reply_len.to_string()]);
-        if payload == Payload::Frames {
-            command.arg("--frames");
-        }
-        let child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("cannot start the echo process")?;
-        let mut echo = Echo(child);
+        let first = if payload == Payload::Relayed { "pipe-relay" } else { "pipe-echo" };
+        let mut echo = spawn_echo(first, request_len, reply_len, payload == Payload::Frames)?;
         let to = echo.0.stdin.take().context("the echo process has no stdin")?;
         let from = echo.0.stdout.take().context("the echo process has no stdout")?;
         let mut round_trip = match payload {
-            Payload::Bytes => bytes_round_trip(to, from, request_len, reply_len),
+            Payload::Bytes | Payload::Relayed => bytes_round_trip(to, from, request_len, reply_len),
             Payload::Frames => frames_round_trip(to, from, self.size),
         };
         for tag in 0..WARM_UP as u64 {
@@ -187,6 +196,29 @@ impl PipeArgs {
         let (metric, unit) = self.metric();
         Ok(vec![Sample::new(metric, unit, us_per_op(count, took))])
     }
+}
+
+/// Starts this program as `subcommand` (`pipe-echo` or `pipe-relay`) on a pair of pipes.
+fn spawn_echo(
+    subcommand: &str,
+    request_len: usize,
+    reply_len: usize,
+    frames: bool,
+) -> Result<Echo> {
+    let exe = std::env::current_exe().context("cannot find this program")?;
+    let mut command = Command::new(exe);
+    command
+        .args([subcommand, "--request", &request_len.to_string()])
+        .args(["--reply", &reply_len.to_string()]);
+    if frames {
+        command.arg("--frames");
+    }
+    let child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start the {subcommand} process"))?;
+    Ok(Echo(child))
 }
 
 /// One round trip per call: a request of `request_len` bytes out, a reply of `reply_len` in.
@@ -262,6 +294,33 @@ impl EchoArgs {
             }
             output.write_all(&reply).context("write of a reply failed")?;
         }
+    }
+}
+
+impl RelayArgs {
+    /// Passes each request on to an echo child and its reply back, until end of file.
+    pub(crate) fn run(&self) -> Result<()> {
+        let mut input = File::from(io::stdin().as_fd().try_clone_to_owned()?);
+        let mut output = File::from(io::stdout().as_fd().try_clone_to_owned()?);
+        let mut echo = spawn_echo("pipe-echo", self.request, self.reply, false)?;
+        let mut to = echo.0.stdin.take().context("the echo process has no stdin")?;
+        let mut from = echo.0.stdout.take().context("the echo process has no stdout")?;
+        let mut request = vec![0u8; self.request];
+        let mut reply = vec![0u8; self.reply];
+        loop {
+            match input.read_exact(&mut request) {
+                Ok(()) => {}
+                Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => break,
+                Err(err) => return Err(err).context("read of a request failed"),
+            }
+            to.write_all(&request).context("write to the echo process failed")?;
+            from.read_exact(&mut reply).context("read from the echo process failed")?;
+            output.write_all(&reply).context("write of a reply failed")?;
+        }
+        drop(to); // the echo child sees end of file and exits
+        let status = echo.0.wait().context("lost the echo process")?;
+        ensure!(status.success(), "the echo process failed ({status})");
+        Ok(())
     }
 }
 
