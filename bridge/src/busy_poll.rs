@@ -32,7 +32,7 @@
 
 use std::io::{self, IoSliceMut, Read};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -168,23 +168,17 @@ fn ready_now(fd: BorrowedFd<'_>) -> bool {
     matches!(poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 })), Ok(n) if n > 0)
 }
 
-/// Set once the kernel refused a read that does not wait (an old kernel, or an input that is
-/// not a pipe); from then on the process looks with `poll` first.
-static NOWAIT_REFUSED: AtomicBool = AtomicBool::new(false);
-
-/// Reads what the pipe `fd` holds now into `buf`, without waiting: `None` if it holds nothing
-/// (and is still open). One `preadv2` with `RWF_NOWAIT`, where a look with `poll` and then the
-/// `read` would be two system calls; a kernel that refuses it gets the two.
-pub(crate) fn read_now(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Option<io::Result<usize>> {
-    read_now_with(&NOWAIT_REFUSED, fd, buf)
-}
-
-fn read_now_with(
-    refused: &AtomicBool,
+/// Reads what `fd` holds now into `buf`, without waiting: `None` if it holds nothing (and is
+/// still open). One `preadv2` with `RWF_NOWAIT`, where a look with `poll` and then the `read`
+/// would be two system calls. If the kernel refuses such a read of `fd` (an old kernel, or an
+/// input that is not a pipe, such as a tty), `refused` is set and from then on the caller's
+/// reads look with `poll` first.
+pub(crate) fn read_now(
     fd: BorrowedFd<'_>,
     buf: &mut [u8],
+    refused: &mut bool,
 ) -> Option<io::Result<usize>> {
-    if !refused.load(Ordering::Relaxed) {
+    if !*refused {
         // u64::MAX: the descriptor's own position, as `read` uses (a pipe has none to set).
         match preadv2(fd, &mut [IoSliceMut::new(buf)], u64::MAX, ReadWriteFlags::NOWAIT) {
             Ok(got) => return Some(Ok(got)),
@@ -192,7 +186,7 @@ fn read_now_with(
             // Refused for this kind of file (a tty, a socket) or by this kernel.
             Err(Errno::OPNOTSUPP | Errno::INVAL | Errno::NOSYS | Errno::SPIPE) => {
                 log::debug!("the kernel cannot read this input without waiting; polling first");
-                refused.store(true, Ordering::Relaxed);
+                *refused = true;
             }
             Err(Errno::INTR) => return None,
             Err(err) => return Some(Err(err.into())),
@@ -206,19 +200,22 @@ fn read_now_with(
 pub struct BusyPoll<R> {
     inner: R,
     window: Duration,
+    /// The kernel refused to read `inner` without waiting (`read_now`).
+    nowait_refused: bool,
 }
 
 impl<R: Read + AsFd> BusyPoll<R> {
     /// Wraps `inner` with the process's [`window`].
     pub fn new(inner: R) -> BusyPoll<R> {
-        BusyPoll { inner, window: window() }
+        BusyPoll { inner, window: window(), nowait_refused: false }
     }
 }
 
 impl<R: Read + AsFd> Read for BusyPoll<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let fd = self.inner.as_fd();
-        if let Some(got) = watch(self.window, || read_now(fd, buf)) {
+        let refused = &mut self.nowait_refused;
+        if let Some(got) = watch(self.window, || read_now(fd, buf, refused)) {
             return got;
         }
         self.inner.read(buf)
@@ -272,32 +269,45 @@ mod tests {
     #[test]
     fn a_read_now_takes_what_the_pipe_holds_and_never_waits() {
         let (reader, mut writer) = std::io::pipe().unwrap();
-        let mut buf = [0; 8];
-        assert!(read_now(reader.as_fd(), &mut buf).is_none(), "an empty pipe: nothing");
+        let (mut buf, mut refused) = ([0; 8], false);
+        let mut read = |buf: &mut [u8]| read_now(reader.as_fd(), buf, &mut refused);
+        assert!(read(&mut buf).is_none(), "an empty pipe: nothing");
         writer.write_all(b"abc").unwrap();
-        assert_eq!(read_now(reader.as_fd(), &mut buf).unwrap().unwrap(), 3);
+        assert_eq!(read(&mut buf).unwrap().unwrap(), 3);
         assert_eq!(&buf[..3], b"abc");
-        assert!(read_now(reader.as_fd(), &mut buf).is_none(), "and nothing again");
+        assert!(read(&mut buf).is_none(), "and nothing again");
         drop(writer);
-        assert_eq!(read_now(reader.as_fd(), &mut buf).unwrap().unwrap(), 0, "end of stream");
+        assert_eq!(read(&mut buf).unwrap().unwrap(), 0, "end of stream");
+        assert!(!refused);
     }
 
     #[test]
     fn where_the_kernel_refuses_reads_that_do_not_wait_a_look_comes_first() {
-        let refused = AtomicBool::new(true);
         let (reader, mut writer) = std::io::pipe().unwrap();
-        let mut buf = [0; 8];
-        assert!(read_now_with(&refused, reader.as_fd(), &mut buf).is_none());
+        let (mut buf, mut refused) = ([0; 8], true);
+        let mut read = |buf: &mut [u8]| read_now(reader.as_fd(), buf, &mut refused);
+        assert!(read(&mut buf).is_none());
         writer.write_all(b"xy").unwrap();
-        assert_eq!(read_now_with(&refused, reader.as_fd(), &mut buf).unwrap().unwrap(), 2);
+        assert_eq!(read(&mut buf).unwrap().unwrap(), 2);
         drop(writer);
-        assert_eq!(read_now_with(&refused, reader.as_fd(), &mut buf).unwrap().unwrap(), 0);
+        assert_eq!(read(&mut buf).unwrap().unwrap(), 0);
+    }
+
+    #[test]
+    fn a_socket_is_read_without_waiting_too_one_way_or_the_other() {
+        let (reader, mut writer) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (mut buf, mut refused) = ([0; 8], false);
+        assert!(read_now(reader.as_fd(), &mut buf, &mut refused).is_none());
+        writer.write_all(b"hey").unwrap();
+        assert_eq!(read_now(reader.as_fd(), &mut buf, &mut refused).unwrap().unwrap(), 3);
+        assert_eq!(&buf[..3], b"hey");
     }
 
     #[test]
     fn a_busy_polling_reader_gets_bytes_written_during_its_window_and_then_waits() {
         let (reader, mut writer) = std::io::pipe().unwrap();
-        let mut polled = BusyPoll { inner: reader, window: Duration::from_millis(200) };
+        let window = Duration::from_millis(200);
+        let mut polled = BusyPoll { inner: reader, window, nowait_refused: false };
         let feeder = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(5));
             writer.write_all(b"in window").unwrap();
@@ -353,7 +363,8 @@ mod tests {
         let (reader, mut writer) = std::io::pipe().unwrap();
         writer.write_all(b"last words").unwrap();
         drop(writer);
-        let mut busy = BusyPoll { inner: reader, window: Duration::from_millis(50) };
+        let mut busy =
+            BusyPoll { inner: reader, window: Duration::from_millis(50), nowait_refused: false };
         let mut got = String::new();
         busy.read_to_string(&mut got).unwrap();
         assert_eq!(got, "last words");

@@ -14,12 +14,14 @@ pub(super) struct Source {
     pipe: Option<OwnedFd>,
     /// The next read must not wait.
     once: bool,
+    /// The kernel refused to read the pipe without waiting (`busy_poll::read_now`).
+    nowait_refused: bool,
 }
 
 impl Source {
     /// `read`, with `pipe` the same pipe if it is one.
     pub(super) fn new(read: Box<dyn Read + Send>, pipe: Option<OwnedFd>) -> Source {
-        Source { read, pipe, once: false }
+        Source { read, pipe, once: false, nowait_refused: false }
     }
 
     /// The pipe, if the source is known to be one.
@@ -45,7 +47,7 @@ impl Read for Source {
         let Some(pipe) = self.pipe.as_ref().filter(|_| std::mem::take(&mut self.once)) else {
             return self.read.read(buf);
         };
-        crate::busy_poll::read_now(pipe.as_fd(), buf)
+        crate::busy_poll::read_now(pipe.as_fd(), buf, &mut self.nowait_refused)
             .unwrap_or_else(|| Err(io::ErrorKind::WouldBlock.into()))
     }
 }
