@@ -96,12 +96,6 @@ fn window_from_env(value: Option<&str>) -> Duration {
     }
 }
 
-/// Watches `fd` for up to `window`, yielding between looks; whether it became readable (or
-/// hung up: a read will not block either way).
-pub(crate) fn wait_readable(fd: BorrowedFd<'_>, window: Duration) -> bool {
-    watch(window, || ready_now(fd).then_some(())).is_some()
-}
-
 /// Looks with `look` for up to `window`, yielding the CPU between looks: what the first
 /// successful look found, or `None` once the window is over (at once for a zero window, or
 /// while the process backs off from busy CPUs).

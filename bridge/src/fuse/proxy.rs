@@ -65,7 +65,7 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
@@ -414,13 +414,11 @@ fn inward_loop(shared: &Shared, buf: &mut [u8], on_interrupt: &(dyn Fn(u64) + Se
         if shared.stopping.load(Ordering::Relaxed) {
             break End::Stopped;
         }
-        let len = match rustix::io::read(&shared.device, &mut *buf) {
+        let len = match read_request(shared, buf) {
             Ok(0) => break End::Unmounted,
             Ok(len) => len,
             Err(Errno::AGAIN) => {
-                if crate::busy_poll::wait_readable(shared.device.as_fd(), shared.busy_poll)
-                    || wait_for_device(shared)
-                {
+                if wait_for_device(shared) {
                     continue;
                 }
                 break End::Stopped;
@@ -493,6 +491,20 @@ fn inward_loop(shared: &Shared, buf: &mut [u8], on_interrupt: &(dyn Fn(u64) + Se
         End::Stopped | End::Failed => {
             let _ = shutdown(&shared.socket, Shutdown::Both);
         }
+    }
+}
+
+/// A request from the (non-blocking) device: taken at once if there is one, else looked for
+/// during the busy-poll window with reads, so that the look that finds it also takes it;
+/// `EAGAIN` if none came.
+fn read_request(shared: &Shared, buf: &mut [u8]) -> Result<usize, Errno> {
+    let mut read = || rustix::io::read(&shared.device, &mut *buf);
+    match read() {
+        Err(Errno::AGAIN) => crate::busy_poll::watch(shared.busy_poll, || {
+            Some(read()).filter(|got| *got != Err(Errno::AGAIN))
+        })
+        .unwrap_or(Err(Errno::AGAIN)),
+        other => other,
     }
 }
 
@@ -606,14 +618,16 @@ fn outward_loop(shared: &Shared, buf: &mut [u8], notify: Sender<Vec<u8>>) {
     }
 }
 
-/// One message from fuser: taken at once if there is one, else watched for (`busy_poll`),
-/// else waited for.
+/// One message from fuser: taken at once if there is one, else looked for during the
+/// busy-poll window with receives that do not wait (the look that finds it takes it), else
+/// waited for.
 fn receive_reply(shared: &Shared, buf: &mut [u8]) -> Result<(usize, usize), Errno> {
-    match recv(&shared.socket, &mut *buf, RecvFlags::TRUNC | RecvFlags::DONTWAIT) {
-        Err(Errno::AGAIN) => {
-            crate::busy_poll::wait_readable(shared.socket.as_fd(), shared.busy_poll);
-            recv(&shared.socket, &mut *buf, RecvFlags::TRUNC)
-        }
+    let mut now = || recv(&shared.socket, &mut *buf, RecvFlags::TRUNC | RecvFlags::DONTWAIT);
+    match now() {
+        Err(Errno::AGAIN) => crate::busy_poll::watch(shared.busy_poll, || {
+            Some(now()).filter(|got| *got != Err(Errno::AGAIN))
+        })
+        .unwrap_or_else(|| recv(&shared.socket, &mut *buf, RecvFlags::TRUNC)),
         other => other,
     }
 }
