@@ -133,14 +133,27 @@ pub struct FrameReader<R> {
     /// Bytes are read into this; it keeps its largest length (up to [`RETAINED_BUFFER`]), so
     /// a read never zero-fills memory a previous frame already initialised.
     buffer: Vec<u8>,
-    /// Bytes of `buffer` that belong to the last frame.
+    /// Bytes of `buffer` that belong to the last frame (or to the one being read).
     filled: usize,
+    /// The length prefix of the frame being read, and how much of it arrived.
+    prefix: [u8; LEN_PREFIX],
+    prefix_got: usize,
+    /// The body length of the frame being read, once its prefix is complete.
+    body_len: Option<usize>,
 }
 
 impl<R: Read> FrameReader<R> {
     /// Reads frames of at most `max` body bytes (capped at [`MAX_FRAME`]).
     pub fn new(inner: R, max: usize) -> Self {
-        FrameReader { inner, max: max.min(MAX_FRAME), buffer: Vec::new(), filled: 0 }
+        FrameReader {
+            inner,
+            max: max.min(MAX_FRAME),
+            buffer: Vec::new(),
+            filled: 0,
+            prefix: [0; LEN_PREFIX],
+            prefix_got: 0,
+            body_len: None,
+        }
     }
 
     /// Reads and decodes the next frame. [`Error::Closed`] at a clean end of stream.
@@ -149,23 +162,14 @@ impl<R: Read> FrameReader<R> {
         decode_body(&self.buffer[..self.filled])
     }
 
-    /// Reads the next frame body into an internal buffer and returns it undecoded.
+    /// Reads the next frame body into an internal buffer and returns it undecoded. If the
+    /// stream is non-blocking and a read fails with `WouldBlock` in the middle of a frame, the
+    /// error is returned and what arrived is kept: the next call goes on with the same frame.
     pub fn read_body(&mut self) -> Result<&[u8]> {
-        self.filled = 0;
-        if self.buffer.len() > RETAINED_BUFFER {
-            self.buffer = Vec::new();
-        }
-        let mut prefix = [0u8; LEN_PREFIX];
-        match read_full(&mut self.inner, &mut prefix)? {
-            0 => return Err(Error::Closed),
-            LEN_PREFIX => {}
-            got => return Err(Error::Truncated { expected: LEN_PREFIX, got }),
-        }
-        let len = u32::from_le_bytes(prefix) as usize;
-        if len > self.max {
-            self.keep(&prefix);
-            return Err(Error::FrameTooLarge { len, max: self.max });
-        }
+        let len = match self.body_len {
+            Some(len) => len,
+            None => self.read_prefix()?,
+        };
         while self.filled < len {
             // A peer that announces a large frame and stalls costs at most what it sent (or
             // RETAINED_BUFFER) up front: the buffer grows as the bytes arrive.
@@ -173,16 +177,46 @@ impl<R: Read> FrameReader<R> {
             if self.buffer.len() < want {
                 self.buffer.resize(want, 0);
             }
-            let got = read_full(&mut self.inner, &mut self.buffer[self.filled..want])?;
-            self.filled += got;
-            if self.filled < want {
-                return Err(Error::Truncated {
-                    expected: LEN_PREFIX + len,
-                    got: LEN_PREFIX + self.filled,
-                });
+            match read_some(&mut self.inner, &mut self.buffer[self.filled..want])? {
+                0 => {
+                    self.body_len = None;
+                    let got = LEN_PREFIX + self.filled;
+                    return Err(Error::Truncated { expected: LEN_PREFIX + len, got });
+                }
+                got => self.filled += got,
             }
         }
+        self.body_len = None;
         Ok(&self.buffer[..self.filled])
+    }
+
+    /// Reads the rest of a frame's length prefix; the body length, checked against the limit.
+    fn read_prefix(&mut self) -> Result<usize> {
+        if self.prefix_got == 0 {
+            self.filled = 0;
+            if self.buffer.len() > RETAINED_BUFFER {
+                self.buffer = Vec::new();
+            }
+        }
+        while self.prefix_got < LEN_PREFIX {
+            match read_some(&mut self.inner, &mut self.prefix[self.prefix_got..])? {
+                0 if self.prefix_got == 0 => return Err(Error::Closed),
+                0 => {
+                    let got = std::mem::take(&mut self.prefix_got);
+                    return Err(Error::Truncated { expected: LEN_PREFIX, got });
+                }
+                got => self.prefix_got += got,
+            }
+        }
+        self.prefix_got = 0;
+        let len = u32::from_le_bytes(self.prefix) as usize;
+        if len > self.max {
+            let prefix = self.prefix;
+            self.keep(&prefix);
+            return Err(Error::FrameTooLarge { len, max: self.max });
+        }
+        self.body_len = Some(len);
+        Ok(len)
     }
 
     /// Makes `bytes` the last frame's bytes.
@@ -327,17 +361,14 @@ impl<W: Write> FrameWriter<W> {
 }
 
 /// Reads until `buf` is full or the stream ends; returns the bytes read.
-fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match reader.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
+/// One read, retried if interrupted; 0 at end of stream.
+fn read_some(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match reader.read(buf) {
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
+            other => return other,
         }
     }
-    Ok(got)
 }
 
 #[cfg(test)]

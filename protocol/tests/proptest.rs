@@ -382,6 +382,36 @@ fn check_body(body: &[u8]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// A non-blocking reader of `bytes`: each read alternately fails with `WouldBlock` and
+/// returns at most the next of `pieces` bytes (cycling through them).
+struct Choppy<'a> {
+    bytes: &'a [u8],
+    pieces: Vec<usize>,
+    next: usize,
+    blocked: bool,
+}
+
+impl<'a> Choppy<'a> {
+    fn new(bytes: &'a [u8], pieces: Vec<usize>) -> Self {
+        Choppy { bytes, pieces, next: 0, blocked: false }
+    }
+}
+
+impl std::io::Read for Choppy<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.blocked = !self.blocked;
+        if self.blocked {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        let piece = self.pieces[self.next % self.pieces.len()];
+        self.next += 1;
+        let n = piece.min(buf.len()).min(self.bytes.len());
+        buf[..n].copy_from_slice(&self.bytes[..n]);
+        self.bytes = &self.bytes[n..];
+        Ok(n)
+    }
+}
+
 /// Reads frames from `stream` until the first error; must not panic, and must stop.
 fn drain(stream: &[u8], max: usize) -> Result<(), TestCaseError> {
     let mut reader = FrameReader::new(stream, max);
@@ -426,6 +456,39 @@ proptest! {
             prop_assert_eq!(&reader.read_frame().unwrap(), frame);
         }
         prop_assert!(matches!(reader.read_frame(), Err(Error::Closed)));
+    }
+
+    /// A non-blocking stream that hands out the bytes in random pieces, with `WouldBlock`
+    /// between them, yields the same frames: what arrived of a frame is kept across reads.
+    #[test]
+    fn frames_read_in_pieces_with_would_block_between_them_round_trip(
+        frames in vec(arb_frame(), 1..5),
+        pieces in vec(1..64usize, 1..32),
+    ) {
+        let mut writer = FrameWriter::new(Vec::new(), MAX_FRAME);
+        writer.write_frames(&frames).unwrap();
+        let stream = std::mem::take(writer.get_mut());
+        let mut reader = FrameReader::new(Choppy::new(&stream, pieces), MAX_FRAME);
+        let mut read = Vec::new();
+        let mut would_block = 0;
+        while read.len() < frames.len() {
+            match reader.read_frame() {
+                Ok(frame) => read.push(frame),
+                Err(Error::Io(err)) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                    would_block += 1;
+                    prop_assert!(would_block <= stream.len() + 1, "no progress");
+                }
+                Err(err) => prop_assert!(false, "{err}"),
+            }
+        }
+        prop_assert_eq!(&read, &frames);
+        loop {
+            match reader.read_frame() {
+                Err(Error::Closed) => break,
+                Err(Error::Io(err)) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+                other => prop_assert!(false, "{other:?} after the last frame"),
+            }
+        }
     }
 
     /// A frame is refused by a reader whose limit is below its body, accepted at the limit,
