@@ -243,8 +243,8 @@ impl<R: Read> FrameReader<R> {
         &self.inner
     }
 
-    /// The stream frames are read from, to fill its buffer between frames (reading from it
-    /// in the middle of a frame would lose bytes of that frame).
+    /// The stream frames are read from, to change how it reads (whether it waits, say);
+    /// bytes read from it directly are lost to the frames.
     pub fn get_mut(&mut self) -> &mut R {
         &mut self.inner
     }
