@@ -145,6 +145,7 @@ pub fn mount(
             never_blocks,
             answers_here,
             queued_streak: 0.into(),
+            unlooked: 0.into(),
         })
         .collect();
     let owner = attr::Owner { uid: config.uid, gid: config.gid };
