@@ -360,7 +360,6 @@ impl<W: Write> FrameWriter<W> {
     }
 }
 
-/// Reads until `buf` is full or the stream ends; returns the bytes read.
 /// One read, retried if interrupted; 0 at end of stream.
 fn read_some(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     loop {

@@ -6,7 +6,8 @@
 use std::{fmt, io};
 
 /// A transport or framing failure. After any variant but [`Error::Io`] with
-/// `ErrorKind::Interrupted`, the stream is no longer in sync and should be dropped.
+/// `ErrorKind::Interrupted` or `ErrorKind::WouldBlock` (a non-blocking stream: the reader keeps
+/// what arrived of the frame), the stream is no longer in sync and should be dropped.
 #[derive(Debug)]
 pub enum Error {
     /// The underlying pipe failed.

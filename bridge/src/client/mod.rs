@@ -342,27 +342,9 @@ impl Client {
     pub fn submit_ahead(&self, caller: Caller, call: Call, done: Completion) -> Tag {
         let tag = self.next_tag();
         let waiter = Waiter::Completion(done);
-        if let Err((err, waiter)) = self.inner.calls.register(tag, &call, waiter) {
+        let queue = |writer: &mut FrameWriter<_>, frame: &Frame| writer.queue_frame(frame);
+        if let Err((err, waiter)) = self.put_with_tag(tag, caller, call, waiter, queue) {
             waiter.finish(tag, Err(err));
-            return tag;
-        }
-        if let Some(trace) = self.inner.calls.trace.get() {
-            trace.started(tag, &call);
-        }
-        let frame = Frame::Call { tag, caller, call };
-        let mut out = self.inner.out.lock().unwrap_or_else(PoisonError::into_inner);
-        let queued = match out.as_mut() {
-            Some(writer) => writer.queue_frame(&frame).map_err(|err| match err {
-                scheme_protocol::Error::Encode(what) => CallError::Protocol(what),
-                other => CallError::Protocol(other.to_string()),
-            }),
-            None => Err(CallError::Disconnected("client closed".into())),
-        };
-        drop(out);
-        if let Err(err) = queued {
-            if let Some(waiter) = self.inner.calls.unregister(tag) {
-                waiter.finish(tag, Err(err));
-            }
         }
         tag
     }
@@ -415,12 +397,27 @@ impl Client {
         call: Call,
         waiter: Waiter,
     ) -> Result<(), (CallError, Waiter)> {
+        let send = |writer: &mut FrameWriter<_>, frame: &Frame| writer.write_frame(frame);
+        self.put_with_tag(tag, caller, call, waiter, send)
+    }
+
+    /// Registers `waiter` for `tag` and hands the call's frame to `put` (which writes or
+    /// queues it); gives the waiter back on failure.
+    fn put_with_tag(
+        &self,
+        tag: Tag,
+        caller: Caller,
+        call: Call,
+        waiter: Waiter,
+        put: impl FnOnce(&mut FrameWriter<Box<dyn Write + Send>>, &Frame) -> scheme_protocol::Result<()>,
+    ) -> Result<(), (CallError, Waiter)> {
         self.inner.calls.register(tag, &call, waiter)?;
         debug!("{} tag={} {call}", self.scheme(), tag.0);
         if let Some(trace) = self.inner.calls.trace.get() {
             trace.started(tag, &call);
         }
-        match self.send(&Frame::Call { tag, caller, call }) {
+        let frame = Frame::Call { tag, caller, call };
+        match self.write_with(|writer| put(writer, &frame)) {
             Ok(()) => Ok(()),
             Err(err) => match self.inner.calls.unregister(tag) {
                 Some(waiter) => Err((err, waiter)),
