@@ -13,6 +13,7 @@
 //! schemebench wire-rtt --daemon zerod --size 4k # Client::read round trips to zerod
 //! schemebench pipe-rtt --size 4k                # raw pipe ping-pong with the same frame sizes
 //! schemebench chain-rtt --size 4k               # the same bytes through a relay process
+//! schemebench ring-rtt --size 4k                # ... round a ring of three processes
 //! schemebench report results.tsv                # markdown tables from run.sh's raw TSV
 //! ```
 
@@ -59,6 +60,9 @@ enum Command {
     FrameRtt(rtt::PipeArgs),
     /// Round trips of pipe-rtt's bytes through a relay process to its echo child (3 processes).
     ChainRtt(rtt::PipeArgs),
+    /// Round trips of pipe-rtt's bytes to a forwarding process, on to an echo process and
+    /// straight back (3 processes in a ring).
+    RingRtt(rtt::PipeArgs),
     /// Internal: the answering child of pipe-rtt.
     #[command(hide = true)]
     PipeEcho(rtt::EchoArgs),
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
         Command::PipeRtt(args) => (vec![args.metric()], args.run()),
         Command::FrameRtt(args) => (vec![args.metric()], args.run_frames()),
         Command::ChainRtt(args) => (vec![args.metric()], args.run_chain()),
+        Command::RingRtt(args) => (vec![args.metric()], args.run_ring()),
         Command::StreamWriter(args) => return finish(args.run()),
         Command::PipeEcho(args) => return finish(args.run()),
         Command::PipeRelay(args) => return finish(args.run()),

@@ -3,11 +3,13 @@
 //!
 //! Per placement, two tables: the file-system metrics with one column per contender (tmpfs,
 //! inproc, bridge, sshfs) and the ratios bridge/inproc and bridge/sshfs, and the metrics that
-//! compare the bridge's path with a plain pipe (contenders bridge, frames, chain and pipe:
-//! frames is the codec alone over the same pipe, chain the pipe's bytes through a third
-//! process, both measured for round trips only), then the floor of the one-round-trip ratio:
-//! what a pread's bridge/inproc ratio would be if the bridge's hop cost only what a third
-//! process in a pipe ping-pong costs (chain minus pipe). A cell is the
+//! compare the bridge's path with a plain pipe (contenders bridge, frames, chain, ring and
+//! pipe: frames is the codec alone over the same pipe, chain the pipe's bytes through a third
+//! process and back, ring through a third process that replies straight to the first, all
+//! measured for round trips only), then the floors of the one-round-trip ratio: what a pread's
+//! bridge/inproc ratio would be if the bridge's hop cost only what a third process in a pipe
+//! ping-pong costs (chain minus pipe), and the same for a daemon that answered the kernel
+//! itself (ring minus pipe), a design the bridge does not use. A cell is the
 //! median (min-max) over the repetitions; ratios divide medians. Rows, columns and placements
 //! keep the order in which they first appear in the TSV, so the output is deterministic.
 
@@ -21,7 +23,7 @@ use clap::Args;
 /// The contenders of the file-system table, in column order.
 const FS_CONTENDERS: [&str; 4] = ["tmpfs", "inproc", "bridge", "sshfs"];
 /// The contenders of the bridge-path-vs-pipe table.
-const PIPE_CONTENDERS: [&str; 4] = ["bridge", "frames", "chain", "pipe"];
+const PIPE_CONTENDERS: [&str; 5] = ["bridge", "frames", "chain", "ring", "pipe"];
 
 /// The preads whose one round trip the floor is about, with the round trips of their size.
 const ONE_ROUND_TRIP: [(&str, &str); 2] =
@@ -121,7 +123,8 @@ fn render(results: &Results) -> String {
         }
         if !pipe.is_empty() {
             out.push_str("The bridge's path (chan mount, `Client` wire) next to a plain pipe:\n\n");
-            let ratios = [("bridge", "pipe"), ("frames", "pipe"), ("chain", "pipe")];
+            let ratios =
+                [("bridge", "pipe"), ("frames", "pipe"), ("chain", "pipe"), ("ring", "pipe")];
             table(&mut out, results, placement, &pipe, &PIPE_CONTENDERS, &ratios);
         }
         floors(&mut out, results, placement);
@@ -129,29 +132,33 @@ fn render(results: &Results) -> String {
     out
 }
 
-/// The floor of each pread's bridge/inproc ratio: (inproc + chain - pipe) / inproc, medians;
+/// The floors of each pread's bridge/inproc ratio, (inproc + hop - pipe) / inproc of medians,
+/// where the hop is chain (the bridge's layout) or ring (a daemon answering the kernel itself);
 /// pinned only, where every hand-off between processes is a context switch (unpinned, the
 /// bridge's busy polling makes its hop cheaper than a sleeping pipe's).
 fn floors(out: &mut String, results: &Results, placement: &str) {
     if placement != "cpu0" {
         return;
     }
-    let mut lines = Vec::new();
-    for (pread, rtt) in ONE_ROUND_TRIP {
-        let medians = [("inproc", pread), ("chain", rtt), ("pipe", rtt)]
-            .map(|(contender, metric)| median(results.get(placement, contender, metric)));
-        let [Some(inproc), Some(chain), Some(pipe)] = medians else { continue };
-        if inproc > 0.0 {
-            let floor = (inproc + chain - pipe) / inproc;
-            lines.push(format!("{pread} {}", format_ratio(floor)));
+    let layouts = [
+        ("Floor of bridge/inproc for one round trip", "chain"),
+        ("Floor if the daemon answered the kernel itself (a design not used)", "ring"),
+    ];
+    for (title, hop) in layouts {
+        let mut lines = Vec::new();
+        for (pread, rtt) in ONE_ROUND_TRIP {
+            let medians = [("inproc", pread), (hop, rtt), ("pipe", rtt)]
+                .map(|(contender, metric)| median(results.get(placement, contender, metric)));
+            let [Some(inproc), Some(hop_us), Some(pipe)] = medians else { continue };
+            if inproc > 0.0 {
+                let floor = (inproc + hop_us - pipe) / inproc;
+                lines.push(format!("{pread} {}", format_ratio(floor)));
+            }
         }
-    }
-    if !lines.is_empty() {
-        let _ = writeln!(
-            out,
-            "Floor of bridge/inproc for one round trip ((inproc + chain - pipe) / inproc): {}\n",
-            lines.join(", ")
-        );
+        if !lines.is_empty() {
+            let formula = format!("(inproc + {hop} - pipe) / inproc");
+            let _ = writeln!(out, "{title}, {formula}: {}\n", lines.join(", "));
+        }
     }
 }
 
@@ -302,6 +309,7 @@ unpinned\tchain\trtt_1b\tus/op\t1\t25
 unpinned\tinproc\tpread_1b_direct\tus/op\t1\t30
 cpu0\tpipe\trtt_1b\tus/op\t1\t10
 cpu0\tchain\trtt_1b\tus/op\t1\t25
+cpu0\tring\trtt_1b\tus/op\t1\t16
 cpu0\tinproc\tpread_1b_direct\tus/op\t1\t30
 unpinned\tbridge\tstream_64k\tMB/s\t1\t900
 unpinned\tpipe\tstream_64k\tMB/s\t1\t1000
@@ -315,19 +323,28 @@ unpinned\tpipe\tstream_64k\tMB/s\t1\t1000
         ), "{text}");
         assert!(
             text.contains(
-                "| rtt_1b | µs/op | lower | 20.0 | 12.0 | 25.0 | 10.0 | 2.00 | 1.20 | 2.50 |"
+                "| rtt_1b | µs/op | lower | 20.0 | 12.0 | 25.0 | – | 10.0 | 2.00 | 1.20 | 2.50 | – |"
             ),
             "{text}"
         );
         assert!(
-            text.contains("| stream_64k | MB/s | higher | 900 | – | – | 1000 | 0.90 | – | – |"),
+            text.contains(
+                "| stream_64k | MB/s | higher | 900 | – | – | – | 1000 | 0.90 | – | – | – |"
+            ),
             "{text}"
         );
-        // (30 + 25 - 10) / 30, pinned only; the 4 KiB pread has no measurements, so no floor.
+        // (30 + 25 - 10) / 30 and (30 + 16 - 10) / 30, pinned only; the 4 KiB pread has no
+        // measurements, so no floor.
         assert_eq!(text.matches("Floor of").count(), 1, "{text}");
         assert!(
             text.contains(
-                "one round trip ((inproc + chain - pipe) / inproc): pread_1b_direct 1.50\n"
+                "one round trip, (inproc + chain - pipe) / inproc: pread_1b_direct 1.50\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "(a design not used), (inproc + ring - pipe) / inproc: pread_1b_direct 1.20\n"
             ),
             "{text}"
         );

@@ -14,6 +14,10 @@
 //!   child (`schemebench pipe-relay`) and its echo child, each hop a pair of pipes: the least a
 //!   request costs when a third process joins a ping-pong, as the daemon joins the program and
 //!   the FUSE server. Pinned to one CPU, chain minus pipe is the floor of the bridge's hop.
+//! - `ring-rtt`: the same bytes round a ring of three processes: this one writes the request to
+//!   a forwarding child, which passes it to the echo child, whose reply comes straight back
+//!   here. It is the floor of a design the bridge does not use, where the daemon would answer
+//!   the kernel itself (it would hold the FUSE device) instead of answering the mount.
 //!
 //! µs per round trip.
 
@@ -21,7 +25,7 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
@@ -94,6 +98,9 @@ enum Payload {
     Frames,
     /// Bytes as long as the wire's frames, through a relay process to the echo process.
     Relayed,
+    /// Bytes as long as the wire's frames, through a forwarding process to the echo process,
+    /// whose reply comes straight back.
+    Ring,
 }
 
 /// Bytes read from a pipe at once by the frame readers, as the client's and the daemon's.
@@ -166,6 +173,11 @@ impl PipeArgs {
         self.ping_pong(Payload::Relayed)
     }
 
+    /// ring-rtt: the same bytes to a forwarding process, on to the echo process and back.
+    pub(crate) fn run_ring(&self) -> Result<Vec<Sample>> {
+        self.ping_pong(Payload::Ring)
+    }
+
     /// frame-rtt: the same ping-pong with real frames.
     pub(crate) fn run_frames(&self) -> Result<Vec<Sample>> {
         self.ping_pong(Payload::Frames)
@@ -173,13 +185,10 @@ impl PipeArgs {
 
     fn ping_pong(&self, payload: Payload) -> Result<Vec<Sample>> {
         let (request_len, reply_len) = wire_sizes(self.size)?;
-        let first = if payload == Payload::Relayed { "pipe-relay" } else { "pipe-echo" };
-        let mut echo = spawn_echo(first, request_len, reply_len, payload == Payload::Frames)?;
-        let to = echo.0.stdin.take().context("the echo process has no stdin")?;
-        let from = echo.0.stdout.take().context("the echo process has no stdout")?;
+        let (children, to, from) = start_children(payload, request_len, reply_len)?;
         let mut round_trip = match payload {
-            Payload::Bytes | Payload::Relayed => bytes_round_trip(to, from, request_len, reply_len),
             Payload::Frames => frames_round_trip(to, from, self.size),
+            _ => bytes_round_trip(to, from, request_len, reply_len),
         };
         for tag in 0..WARM_UP as u64 {
             round_trip(tag)?;
@@ -190,20 +199,49 @@ impl PipeArgs {
             round_trip(tag)?;
         }
         let took = start.elapsed();
-        drop(round_trip); // closes the pipe to the child: it sees end of file and exits
-        let status = echo.0.wait().context("lost the echo process")?;
-        ensure!(status.success(), "the echo process failed ({status})");
+        drop(round_trip); // closes the pipe to the first child: each sees end of file and exits
+        for mut child in children {
+            let status = child.0.wait().context("lost a child process")?;
+            ensure!(status.success(), "a child process failed ({status})");
+        }
         let (metric, unit) = self.metric();
         Ok(vec![Sample::new(metric, unit, us_per_op(count, took))])
     }
 }
 
-/// Starts this program as `subcommand` (`pipe-echo` or `pipe-relay`) on a pair of pipes.
+/// The children of a ping-pong, in the order they see end of file, with the pipe that takes
+/// requests to the first and the one that brings replies back.
+fn start_children(
+    payload: Payload,
+    request_len: usize,
+    reply_len: usize,
+) -> Result<(Vec<Echo>, ChildStdin, ChildStdout)> {
+    let first = match payload {
+        Payload::Relayed => "pipe-relay",
+        _ => "pipe-echo",
+    };
+    let frames = payload == Payload::Frames;
+    let mut echo = spawn_echo(first, request_len, reply_len, frames, Stdio::piped())?;
+    let from = echo.0.stdout.take().context("the echo process has no stdout")?;
+    let to_echo = echo.0.stdin.take().context("the echo process has no stdin")?;
+    if payload != Payload::Ring {
+        return Ok((vec![echo], to_echo, from));
+    }
+    // A forwarder is an echo whose reply is the request, written into the echo's stdin.
+    let mut forward =
+        spawn_echo("pipe-echo", request_len, request_len, false, Stdio::from(to_echo))?;
+    let to = forward.0.stdin.take().context("the forwarding process has no stdin")?;
+    Ok((vec![forward, echo], to, from))
+}
+
+/// Starts this program as `subcommand` (`pipe-echo` or `pipe-relay`), requests on a new pipe,
+/// replies to `stdout`.
 fn spawn_echo(
     subcommand: &str,
     request_len: usize,
     reply_len: usize,
     frames: bool,
+    stdout: Stdio,
 ) -> Result<Echo> {
     let exe = std::env::current_exe().context("cannot find this program")?;
     let mut command = Command::new(exe);
@@ -215,7 +253,7 @@ fn spawn_echo(
     }
     let child = command
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
+        .stdout(stdout)
         .spawn()
         .with_context(|| format!("cannot start the {subcommand} process"))?;
     Ok(Echo(child))
@@ -302,7 +340,7 @@ impl RelayArgs {
     pub(crate) fn run(&self) -> Result<()> {
         let mut input = File::from(io::stdin().as_fd().try_clone_to_owned()?);
         let mut output = File::from(io::stdout().as_fd().try_clone_to_owned()?);
-        let mut echo = spawn_echo("pipe-echo", self.request, self.reply, false)?;
+        let mut echo = spawn_echo("pipe-echo", self.request, self.reply, false, Stdio::piped())?;
         let mut to = echo.0.stdin.take().context("the echo process has no stdin")?;
         let mut from = echo.0.stdout.take().context("the echo process has no stdout")?;
         let mut request = vec![0u8; self.request];
