@@ -79,6 +79,9 @@ done
 export SFTP_SERVER
 
 # ---- 2. build ------------------------------------------------------------------------------
+# What is built, looked at before this run writes its own results into the tree.
+git_rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+[ -z "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] || git_rev="$git_rev (with uncommitted changes)"
 echo "== cargo build --release (schememount, zerod, schemebench)"
 cargo build --release -q --bin schememount --bin zerod --bin schemebench
 SM=$ROOT/target/release/schememount
@@ -290,8 +293,6 @@ mkdir -p "$(dirname "$OUT")"
 } >"$OUT.tsv"
 python3 bench/plot.py "$OUT.tsv" "$OUT.svg" || echo "- bench/plot.py failed" >>"$FAILURES"
 
-git_rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-[ -z "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] || git_rev="$git_rev (with uncommitted changes)"
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 fuser_version=$(awk '/^name = "fuser"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
 {
