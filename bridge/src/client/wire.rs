@@ -301,5 +301,91 @@ pub(super) fn lead_until_idle(wire: &SharedWire, calls: &Calls, events: &Events)
                 Err(why) => calls.fail_all(&why),
             }
         }
+        #[cfg(test)]
+        tests::before_letting_go();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::fs::File;
+    use std::io;
+    use std::sync::mpsc::{channel, Receiver};
+
+    use scheme_protocol::{Call, Fd, FrameWriter, MAX_FRAME};
+
+    use super::super::calls::Waiter;
+    use super::*;
+
+    const PATIENCE: Duration = Duration::from_secs(5);
+
+    thread_local! {
+        /// Runs once, on this thread, when `lead_until_idle` next finds no call in flight,
+        /// while it still holds the wire.
+        static BEFORE_LETTING_GO: RefCell<Option<Box<dyn FnOnce()>>> = RefCell::new(None);
+    }
+
+    pub(super) fn before_letting_go() {
+        if let Some(hook) = BEFORE_LETTING_GO.with(|hook| hook.borrow_mut().take()) {
+            hook();
+        }
+    }
+
+    /// A wire whose daemon end is the returned pipe end.
+    fn wire_over_a_pipe() -> (SharedWire, File) {
+        let (read, write) = io::pipe().unwrap();
+        let read = OwnedFd::from(read);
+        let source = Source::new(Box::new(File::from(read.try_clone().unwrap())), Some(read));
+        let frames = FrameReader::new(BufReader::new(source), MAX_FRAME);
+        let wire_in = WireIn { frames, busy_poll: Duration::ZERO };
+        (Arc::new(Mutex::new(Some(wire_in))), File::from(OwnedFd::from(write)))
+    }
+
+    /// Registers a call with tag `tag` whose completion sends its answer to the receiver.
+    fn register(calls: &Calls, tag: u64) -> Receiver<CallResult<Reply>> {
+        let (tx, rx) = channel();
+        let waiter = Waiter::Completion(Box::new(move |answer| drop(tx.send(answer))));
+        assert!(calls.register(Tag(tag), &Call::Close { fd: Fd(1) }, waiter).is_ok());
+        rx
+    }
+
+    fn answer(daemon: &mut File, tag: u64) {
+        let frame = Frame::Reply { tag: Tag(tag), response: Ok(Reply::Value(0)) };
+        FrameWriter::new(daemon, MAX_FRAME).write_frame(&frame).unwrap();
+    }
+
+    #[test]
+    fn a_call_sent_while_the_leader_lets_go_of_the_wire_is_still_read() {
+        let (wire, mut daemon) = wire_over_a_pipe();
+        let calls = Arc::new(Calls::new());
+        let events = Arc::new(Events::new().0);
+        let first = register(&calls, 1);
+        answer(&mut daemon, 1);
+        let (in_window, leader_in_window) = channel();
+        let (go_on, go) = channel::<()>();
+        let leader = {
+            let (wire, calls, events) =
+                (Arc::clone(&wire), Arc::clone(&calls), Arc::clone(&events));
+            std::thread::spawn(move || {
+                let pause = move || {
+                    in_window.send(()).unwrap();
+                    go.recv().unwrap();
+                };
+                BEFORE_LETTING_GO.with(|hook| *hook.borrow_mut() = Some(Box::new(pause)));
+                lead_until_idle(&wire, &calls, &events);
+            })
+        };
+        leader_in_window.recv_timeout(PATIENCE).expect("the leader never ran out of calls");
+        assert!(matches!(first.try_recv(), Ok(Ok(Reply::Value(0)))));
+        // A call sent now finds the wire held: its sender leaves the reading to the leader.
+        let second = register(&calls, 2);
+        answer(&mut daemon, 2);
+        lead_until_idle(&wire, &calls, &events);
+        assert!(second.try_recv().is_err(), "read by a thread that found the wire held");
+        go_on.send(()).unwrap();
+        let got = second.recv_timeout(PATIENCE);
+        assert!(matches!(got, Ok(Ok(Reply::Value(0)))), "left unread: {got:?}");
+        leader.join().unwrap();
     }
 }
