@@ -32,7 +32,8 @@
 #           sftp-server, which serves its own tmpfs SRC)
 # and for the stream metrics a `schememount chan DIR`. Every workload is timed inside
 # schemebench (bench/runner), so no process start-up is timed, except `ls -l`, which is timed
-# around the command. Contenders run interleaved (rotating order) within each repetition.
+# around the command. Each workload runs on every contender back to back (in an order that
+# rotates), so the two figures of a ratio are taken seconds apart.
 # Whatever fails is reported as err (with the command and its message in OUT.md) and the run
 # goes on; an EXIT trap unmounts everything and ends every process it started, also on
 # failure and Ctrl-C.
@@ -224,27 +225,46 @@ measure() {
     return 0
 }
 
-fs_suite() { # PLACEMENT CONTENDER REP DIR
-    local args=("$1" "$2" "$3") dir=$4 direct bs
+# The file-system workloads, one line of schemebench fs arguments (after DIR) each.
+fs_workloads() {
+    local direct bs
     for direct in "" --direct; do
         for bs in 128k 1m; do
-            measure "${args[@]}" fs "$dir" --workload write-seq --bs "$bs" --size-mb "$SIZE_MB" $direct
+            echo "--workload write-seq --bs $bs --size-mb $SIZE_MB $direct"
         done
     done
     for direct in "" --direct; do
         for bs in 128k 1m; do
-            measure "${args[@]}" fs "$dir" --workload read-seq --bs "$bs" --size-mb "$SIZE_MB" $direct
+            echo "--workload read-seq --bs $bs --size-mb $SIZE_MB $direct"
         done
     done
-    measure "${args[@]}" fs "$dir" --workload pread --io-size 1 --count "$NREAD"
-    measure "${args[@]}" fs "$dir" --workload pread --io-size 4k --count "$NREAD"
-    measure "${args[@]}" fs "$dir" --workload meta --count "$NMETA"
-    measure "${args[@]}" fs "$dir" --workload ls-l --count "$NLS"
-    measure "${args[@]}" fs "$dir" --workload openread --count "$NOPEN"
-    if ! rm -rf "$dir/schemebench" 2>"$WORK/stderr"; then
-        printf -- '- %s, %s, rep %s: `rm -rf DIR/schemebench` failed: %s\n' "$1" "$2" "$3" \
-            "$(tr '\n' ' ' <"$WORK/stderr")" >>"$FAILURES"
-    fi
+    echo "--workload pread --io-size 1 --count $NREAD"
+    echo "--workload pread --io-size 4k --count $NREAD"
+    echo "--workload meta --count $NMETA"
+    echo "--workload ls-l --count $NLS"
+    echo "--workload openread --count $NOPEN"
+}
+mapfile -t FS_WORKLOADS < <(fs_workloads)
+
+# fs_round PLACEMENT REP: each workload on every contender back to back, so that the figures
+# a ratio divides are taken seconds apart, not a whole suite apart (the host's load drifts);
+# the contenders' order rotates with every workload and every repetition. Then each
+# contender's files go.
+fs_round() {
+    local placement=$1 rep=$2 w i n=${#CONTENDERS[@]} contender workload
+    for ((w = 0; w < ${#FS_WORKLOADS[@]}; w++)); do
+        read -ra workload <<<"${FS_WORKLOADS[w]}"
+        for ((i = 0; i < n; i++)); do
+            contender=${CONTENDERS[(i + w + rep - 1) % n]}
+            measure "$placement" "$contender" "$rep" fs "$WORK/$placement/$contender" "${workload[@]}"
+        done
+    done
+    for contender in "${CONTENDERS[@]}"; do
+        if ! rm -rf "$WORK/$placement/$contender/schemebench" 2>"$WORK/stderr"; then
+            printf -- '- %s, %s, rep %s: `rm -rf DIR/schemebench` failed: %s\n' "$placement" \
+                "$contender" "$rep" "$(tr '\n' ' ' <"$WORK/stderr")" >>"$FAILURES"
+        fi
+    done
 }
 
 ipc_suite() { # PLACEMENT REP
@@ -271,10 +291,7 @@ for placement in "${PLACEMENTS[@]}"; do
     echo "== $placement: mounting tmpfs, inproc, bridge, sshfs, chan"
     mount_all "$placement"
     for ((rep = 1; rep <= REPS; rep++)); do
-        for ((i = 0; i < ${#CONTENDERS[@]}; i++)); do # rotate the order every repetition
-            contender=${CONTENDERS[(i + rep - 1) % ${#CONTENDERS[@]}]}
-            fs_suite "$placement" "$contender" "$rep" "$WORK/$placement/$contender"
-        done
+        fs_round "$placement" "$rep"
         ipc_suite "$placement" "$rep"
     done
     echo "== $placement: unmounting"
