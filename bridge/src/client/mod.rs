@@ -154,7 +154,7 @@ impl Client {
         let expected = scheme.to_owned();
         let poll_fd = rustix::io::dup(&stdout).ok();
         std::thread::spawn(move || {
-            let stdout = crate::busy_poll::BusyPoll::new(stdout);
+            let stdout = crate::busy_poll::BusyPoll::following_streams(stdout);
             let _ = tx.send(Self::connect_wire(stdout, poll_fd, stdin, &expected, offer));
         });
         let outcome = rx.recv_timeout(HANDSHAKE_TIMEOUT).unwrap_or_else(|_| {
