@@ -249,7 +249,8 @@ mapfile -t FS_WORKLOADS < <(fs_workloads)
 # fs_round PLACEMENT REP: each workload on every contender back to back, so that the figures
 # a ratio divides are taken seconds apart, not a whole suite apart (the host's load drifts);
 # the contenders' order rotates with every workload and every repetition. Then each
-# contender's files go.
+# contender's files go (until then every contender keeps its SIZE_MB file, so a round holds
+# four of them in memory: tmpfs, the two ramfs mounts, sshfs's tmpfs).
 fs_round() {
     local placement=$1 rep=$2 w i n=${#CONTENDERS[@]} contender workload
     for ((w = 0; w < ${#FS_WORKLOADS[@]}; w++)); do

@@ -227,7 +227,8 @@ fn start_children(
     if payload != Payload::Ring {
         return Ok((vec![echo], to_echo, from));
     }
-    // A forwarder is an echo whose reply is the request, written into the echo's stdin.
+    // A forwarder is an echo whose reply is as long as the request, written into the echo's
+    // stdin.
     let mut forward =
         spawn_echo("pipe-echo", request_len, request_len, false, Stdio::from(to_echo))?;
     let to = forward.0.stdin.take().context("the forwarding process has no stdin")?;
