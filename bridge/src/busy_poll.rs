@@ -284,7 +284,8 @@ impl<R: Read + AsFd> Read for BusyPoll<R> {
         }
         let window = self.gaps.map_or(self.window, |gaps| gaps.window(self.window));
         let (fd, refused) = (self.inner.as_fd(), &mut self.nowait_refused);
-        let (started, mut looks) = (Instant::now(), 0);
+        // Only a reader following streams measures its waits.
+        let (started, mut looks) = (self.gaps.map(|_| Instant::now()), 0);
         let got = match watch(window, || {
             looks += 1;
             read_now(fd, buf, refused)
@@ -295,7 +296,7 @@ impl<R: Read + AsFd> Read for BusyPoll<R> {
             None if looks == 0 => return self.inner.read(buf),
             None => self.inner.read(buf),
         };
-        if let (Some(gaps), Ok(1..)) = (&mut self.gaps, &got) {
+        if let (Some(gaps), Some(started), Ok(1..)) = (&mut self.gaps, started, &got) {
             gaps.waited(started.elapsed(), self.window);
         }
         got
