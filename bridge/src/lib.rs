@@ -10,6 +10,7 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 
 mod backend;
+mod bell;
 pub mod busy_poll;
 pub mod client;
 mod compound;
@@ -20,6 +21,7 @@ pub mod redox;
 pub mod region;
 pub mod serve;
 mod socket;
+mod source;
 pub mod trace;
 
 pub use backend::{Backend, InProcess};

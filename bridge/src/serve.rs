@@ -4,8 +4,11 @@
 //! therefore finds its call answered (a `handle` that blocks delays it, and the caller side
 //! answers EINTR itself after its grace period: such schemes should be `SchemeBlock`). `SchemeBlock`/`SchemeBlockMut` keep the
 //! requests that return `None` in a todo list, the way ipcd does, and retry them after every
-//! new batch of requests and every posted event, answering each as soon as it completes. When
-//! the caller side closes, parked requests are answered `ENODEV` (as ipcd does on unmount).
+//! new batch of requests and every posted event, answering each as soon as it completes. Their
+//! serving thread reads the wire itself as well, where it is a pipe: it sleeps in `poll` on
+//! the pipe and a bell that event posts from other threads ring (`SchemeSocket::read_here`).
+//! When the caller side closes, parked requests are answered `ENODEV` (as ipcd does on
+//! unmount).
 
 use std::collections::HashSet;
 use std::io;
@@ -103,6 +106,8 @@ fn serve_parking(
     socket: &mut SchemeSocket,
     mut handle: impl FnMut(&Packet) -> Option<usize>,
 ) -> io::Result<()> {
+    // No reader thread: this one takes each call off the wire (`SchemeSocket::read_here`).
+    socket.read_here();
     let mut todo: Vec<Packet> = Vec::new();
     let mut incoming = Vec::with_capacity(BATCH);
     let mut queries = Queries::default();

@@ -8,21 +8,25 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::mem::size_of;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use log::{debug, error, warn};
 use rustc_hash::FxHashMap;
+use rustix::event::{poll, PollFd, PollFlags};
 use scheme_protocol::{
     handshake, hello, Call, Errno, Fd, Frame, FrameReader, FrameWriter, Reply, Response, Tag,
     FEATURE_COMPOUND, FEATURE_PATH_STEPS, FEATURE_REGION, MAX_FRAME, MAX_OVERHEAD,
 };
 use syscall::data::Packet;
 
+use crate::bell::Bell;
 use crate::compound::{self, After, Next as NextStep, Step};
 use crate::packet::{self, Buffers};
 use crate::region::Region;
+use crate::source::Source;
 
 /// Calls queued for or held by the daemon at once; a caller that sends more (ours stops at
 /// 16384) gets `EAGAIN` for the excess, so the queue stays bounded.
@@ -47,7 +51,7 @@ fn out_size(buffers: &Buffers) -> usize {
 pub const PACKET_SIZE: usize = size_of::<Packet>();
 
 type Writer = FrameWriter<Box<dyn Write + Send>>;
-type WireIn = FrameReader<Box<dyn Read + Send>>;
+type WireIn = FrameReader<BufReader<Source>>;
 /// The wire before it is read: the frames, where the reader thread puts calls, the scheme name.
 type Unread = (WireIn, Sender<Inbound>, String);
 
@@ -142,6 +146,9 @@ struct Shared {
     max_payload: usize,
     /// The payload region the caller side handed us, once both hellos agreed on it.
     region: Option<Arc<Region>>,
+    /// Rung by [`Shared::wake`] once the serving thread reads the wire itself
+    /// ([`SchemeSocket::read_here`]), so that an event posted by another thread wakes it.
+    bell: std::sync::OnceLock<Bell>,
 }
 
 /// The daemon's end of the bridge: read packets from it, write replies and events to it.
@@ -155,6 +162,8 @@ pub struct SchemeSocket {
     busy_poll: std::time::Duration,
     /// The wire until the reader thread (or [`SchemeSocket::serve_inline`]) takes it.
     unread: Option<Unread>,
+    /// The wire, read by the thread that takes the packets ([`SchemeSocket::read_here`]).
+    here: Option<WireIn>,
 }
 
 impl std::fmt::Debug for SchemeSocket {
@@ -172,7 +181,8 @@ impl SchemeSocket {
         let wire_out = File::from(rustix::io::dup(io::stdout())?);
         rustix::stdio::dup2_stdout(io::stderr())?;
         let wire_in = crate::busy_poll::BusyPoll::new(File::from(rustix::io::dup(io::stdin())?));
-        Self::handshaken(wire_in, wire_out, scheme, crate::region::from_env())
+        let pipe = rustix::io::dup(io::stdin()).ok();
+        Self::handshaken(wire_in, pipe, wire_out, scheme, crate::region::from_env())
             .map_err(io::Error::other)
     }
 
@@ -183,19 +193,35 @@ impl SchemeSocket {
         writer: impl Write + Send + 'static,
         scheme: &str,
     ) -> scheme_protocol::Result<SchemeSocket> {
-        Self::handshaken(reader, writer, scheme, None)
+        Self::handshaken(reader, None, writer, scheme, None)
     }
 
-    /// Like [`SchemeSocket::new`], also offering the payload `region` if there is one.
+    /// Like [`SchemeSocket::new`] over a pipe (anything `poll` and `read` work on), which
+    /// the serving loops of parking schemes then read on their own thread, as they read a
+    /// daemon's stdin ([`SchemeSocket::stdio`]), instead of through a reader thread.
+    pub fn on_pipe(
+        reader: impl Into<OwnedFd>,
+        writer: impl Write + Send + 'static,
+        scheme: &str,
+    ) -> scheme_protocol::Result<SchemeSocket> {
+        let reader: OwnedFd = reader.into();
+        let pipe = reader.try_clone()?;
+        let reader = crate::busy_poll::BusyPoll::new(File::from(reader));
+        Self::handshaken(reader, Some(pipe), writer, scheme, None)
+    }
+
+    /// Like [`SchemeSocket::new`], also offering the payload `region` if there is one; `pipe`
+    /// is the same pipe as `reader`, if it is one (to read it without waiting).
     fn handshaken(
         reader: impl Read + Send + 'static,
+        pipe: Option<OwnedFd>,
         writer: impl Write + Send + 'static,
         scheme: &str,
         region: Option<Region>,
     ) -> scheme_protocol::Result<SchemeSocket> {
-        let buffered: Box<dyn Read + Send> =
-            Box::new(BufReader::with_capacity(READ_BUFFER, reader));
-        let mut frames_in = FrameReader::new(buffered, MAX_FRAME);
+        let source = Source::new(Box::new(reader), pipe);
+        let mut frames_in =
+            FrameReader::new(BufReader::with_capacity(READ_BUFFER, source), MAX_FRAME);
         let mut frames_out: Writer = FrameWriter::new(Box::new(writer), MAX_FRAME);
         let mut ours = hello(scheme, MAX_FRAME);
         ours.features |= FEATURE_COMPOUND | FEATURE_PATH_STEPS;
@@ -212,6 +238,7 @@ impl SchemeSocket {
             wake_pending: AtomicBool::new(false),
             max_payload: peer.max_frame.saturating_sub(MAX_OVERHEAD),
             region,
+            bell: std::sync::OnceLock::new(),
         });
         Ok(SchemeSocket {
             shared,
@@ -221,6 +248,7 @@ impl SchemeSocket {
             nonblocking: false,
             busy_poll: crate::busy_poll::window(),
             unread: Some((frames_in, tx, scheme.to_owned())),
+            here: None,
         })
     }
 
@@ -245,19 +273,17 @@ impl SchemeSocket {
         let Some((mut frames, _, _)) = self.unread.take() else { return Ok(false) };
         loop {
             match frames.read_frame() {
-                Ok(Frame::Call { tag, caller, call }) => {
-                    if let Err(errno) = self.shared.queue_tag(tag) {
-                        self.shared.send(&[Frame::Reply { tag, response: Err(errno) }]);
-                    } else if let Some(mut packet) =
-                        self.shared.to_packet(Inbound::Call { tag, caller, call })
-                    {
+                Ok(frame) => {
+                    // A cancel finds its call answered: nothing to tell the scheme.
+                    let Some(call @ Inbound::Call { .. }) = inbound_of(&self.shared, frame) else {
+                        continue;
+                    };
+                    if let Some(mut packet) = self.shared.to_packet(call) {
                         handle(self, &mut packet);
                         self.write_packet(&packet);
                         self.serve_follow_ups(&mut handle);
                     }
                 }
-                Ok(Frame::Cancel { tag }) => drop(self.shared.cancel(tag)),
-                Ok(other) => warn!("caller side sent a {} frame; ignored", other.kind()),
                 Err(scheme_protocol::Error::Closed) => break,
                 Err(err) => {
                     error!("caller side sent a bad stream, closing: {err}");
@@ -294,6 +320,9 @@ impl SchemeSocket {
     /// Reports [`Next::Woken`] when an event was posted and no packet is ready, so loops that
     /// park requests can retry them.
     pub fn next_packets(&mut self, out: &mut Vec<Packet>, max: usize) -> io::Result<Next> {
+        if self.here.is_some() {
+            return self.next_packets_here(out, max);
+        }
         self.start_reader()?;
         let start = out.len();
         while out.len() - start < max {
@@ -343,6 +372,119 @@ impl SchemeSocket {
             Err(TryRecvError::Empty) => None,
         });
         found.unwrap_or_else(|| self.inbound.recv().unwrap_or(Inbound::Closed))
+    }
+
+    /// Makes the thread that takes the packets read the wire itself from now on, instead of a
+    /// reader thread handing it each call (a thread switch less per call): for a loop in which
+    /// one thread takes every packet and never blocks in the scheme, as [`crate::serve_block`]'s.
+    /// A cancel is then answered when that thread reads it, not at once (the caller side answers
+    /// `EINTR` itself after its grace period if the thread is stuck). Returns `false`, changing
+    /// nothing, if the wire is not a pipe this thread can wait on beside a bell (a socket made
+    /// with [`SchemeSocket::new`]), if no bell could be made, or if packets were already taken.
+    pub(crate) fn read_here(&mut self) -> bool {
+        let on_pipe =
+            self.unread.as_ref().is_some_and(|(frames, _, _)| wire_pipe(frames).is_some());
+        if !on_pipe {
+            return false;
+        }
+        let Some(bell) = Bell::new("waking a parking daemon; it keeps a reader thread") else {
+            return false;
+        };
+        let _ = self.shared.bell.set(bell);
+        self.here = self.unread.take().map(|(frames, _, _)| frames);
+        true
+    }
+
+    /// [`SchemeSocket::next_packets`] for a socket whose serving thread reads the wire itself:
+    /// takes what the channel and the pipe hold, watches both for the busy-poll window, then
+    /// sleeps in `poll` on the pipe and the bell.
+    fn next_packets_here(&mut self, out: &mut Vec<Packet>, max: usize) -> io::Result<Next> {
+        let (start, limit) = (out.len(), out.len() + max);
+        let mut woken = false;
+        loop {
+            if self.take_here(out, limit, &mut woken) {
+                break;
+            }
+            if self.nonblocking {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let window = self.busy_poll;
+            let took = crate::busy_poll::watch(window, || {
+                self.take_here(out, limit, &mut woken).then_some(())
+            });
+            if took.is_none() {
+                self.sleep_here();
+            } else {
+                break;
+            }
+        }
+        Ok(if out.len() > start {
+            Next::Packets
+        } else if woken {
+            Next::Woken
+        } else {
+            Next::Closed
+        })
+    }
+
+    /// Takes what is there without waiting: follow-up packets, orphans to close and wakes from
+    /// the channel, then calls and cancels from the pipe, up to `limit` packets in `out`.
+    /// Whether anything came of it: a packet, a wake, or the end of the wire.
+    fn take_here(&mut self, out: &mut Vec<Packet>, limit: usize, woken: &mut bool) -> bool {
+        let before = out.len();
+        while out.len() < limit {
+            match self.inbound.try_recv() {
+                Ok(Inbound::Wake) => {
+                    self.shared.wake_pending.store(false, Ordering::SeqCst);
+                    *woken = true;
+                }
+                Ok(Inbound::Closed) | Err(TryRecvError::Disconnected) => self.closed = true,
+                Ok(item) => out.extend(self.shared.to_packet(item)),
+                Err(TryRecvError::Empty) => break,
+            }
+        }
+        if !self.closed {
+            self.read_frames_now(out, limit);
+        }
+        out.len() > before || *woken || self.closed
+    }
+
+    /// Turns the whole frames the pipe holds now into packets, without waiting.
+    fn read_frames_now(&mut self, out: &mut Vec<Packet>, limit: usize) {
+        let Some(frames) = self.here.as_mut() else { return };
+        frames.get_mut().get_mut().set_nowait(true);
+        while out.len() < limit {
+            match frames.read_frame() {
+                Ok(frame) => {
+                    let item = inbound_of(&self.shared, frame);
+                    out.extend(item.and_then(|item| self.shared.to_packet(item)));
+                }
+                Err(scheme_protocol::Error::Io(err)) if err.kind() == io::ErrorKind::WouldBlock => {
+                    break;
+                }
+                Err(err) => {
+                    if !matches!(err, scheme_protocol::Error::Closed) {
+                        error!("caller side sent a bad stream, closing: {err}");
+                    }
+                    self.closed = true;
+                    break;
+                }
+            }
+        }
+        frames.get_mut().get_mut().set_nowait(false);
+    }
+
+    /// Sleeps until the wire is readable (or hung up) or the bell rings.
+    fn sleep_here(&self) {
+        let (Some(frames), Some(bell)) = (self.here.as_ref(), self.shared.bell.get()) else {
+            return;
+        };
+        let Some(pipe) = wire_pipe(frames) else { return };
+        let mut fds = [PollFd::new(&pipe, PollFlags::IN), PollFd::new(bell, PollFlags::IN)];
+        // EINTR: the caller looks again.
+        if poll(&mut fds, None).is_ok() && !fds[1].revents().is_empty() {
+            bell.hush();
+        }
     }
 
     /// Runs `fill` on the out-buffer of a pending request (a read, fpath or getdents packet),
@@ -468,6 +610,9 @@ impl Shared {
     fn wake(&self) {
         if !self.wake_pending.swap(true, Ordering::SeqCst) {
             let _ = self.wake.send(Inbound::Wake);
+            if let Some(bell) = self.bell.get() {
+                bell.ring();
+            }
         }
     }
 
@@ -697,26 +842,35 @@ fn read_calls(mut frames: WireIn, shared: &Shared, tx: &Sender<Inbound>) {
                 break;
             }
         };
-        let item = match frame {
-            Frame::Call { tag, caller, call } => {
-                if let Err(errno) = shared.queue_tag(tag) {
-                    shared.send(&[Frame::Reply { tag, response: Err(errno) }]);
-                    continue;
-                }
-                Inbound::Call { tag, caller, call }
-            }
-            Frame::Cancel { tag } => match shared.cancel(tag) {
-                Some(id) => Inbound::Cancel(id),
-                None => continue,
-            },
-            other => {
-                warn!("caller side sent a {} frame; ignored", other.kind());
-                continue;
-            }
-        };
+        let Some(item) = inbound_of(shared, frame) else { continue };
         if tx.send(item).is_err() {
             return; // the socket is gone
         }
     }
     let _ = tx.send(Inbound::Closed);
+}
+
+/// What a frame from the caller side becomes: a call, its tag queued, or the cancel of a
+/// packet the daemon holds; `None` when it was answered here (a tag refused, a cancel of a call
+/// not yet delivered or already answered) or ignored.
+fn inbound_of(shared: &Shared, frame: Frame) -> Option<Inbound> {
+    match frame {
+        Frame::Call { tag, caller, call } => match shared.queue_tag(tag) {
+            Ok(()) => Some(Inbound::Call { tag, caller, call }),
+            Err(errno) => {
+                shared.send(&[Frame::Reply { tag, response: Err(errno) }]);
+                None
+            }
+        },
+        Frame::Cancel { tag } => shared.cancel(tag).map(Inbound::Cancel),
+        other => {
+            warn!("caller side sent a {} frame; ignored", other.kind());
+            None
+        }
+    }
+}
+
+/// The pipe under a wire's frame reader, if it is one.
+fn wire_pipe(frames: &WireIn) -> Option<BorrowedFd<'_>> {
+    frames.get_ref().get_ref().pipe()
 }

@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -102,7 +103,7 @@ fn connected() -> (SchemeSocket, Client) {
     let _ = env_logger::builder().is_test(true).try_init();
     let (to_daemon_r, to_daemon_w) = std::io::pipe().unwrap();
     let (to_client_r, to_client_w) = std::io::pipe().unwrap();
-    let daemon = thread::spawn(move || SchemeSocket::new(to_daemon_r, to_client_w, "mailbox"));
+    let daemon = thread::spawn(move || SchemeSocket::on_pipe(to_daemon_r, to_client_w, "mailbox"));
     let client = Client::connect(to_client_r, to_daemon_w, "mailbox").unwrap();
     (daemon.join().unwrap().unwrap(), client)
 }
@@ -495,4 +496,40 @@ fn on_path_without_steps_or_with_too_many_is_einval_and_opens_nothing() {
 fn a_cancelled_on_path_closes_its_handle_in_the_daemon() {
     let steps = vec![PathStep::Fstat];
     cancelled_gate_open_is_closed(Call::OnPath { path: "gate".into(), flags: 0, steps });
+}
+
+/// Reads park until another thread opens the gate (and posts an event, as a driver would).
+struct Gate {
+    opened: Arc<AtomicBool>,
+}
+
+impl SchemeBlockMut for Gate {
+    fn open(&mut self, _path: &str, _flags: usize, _uid: u32, _gid: u32) -> Result<Option<usize>> {
+        Ok(Some(1))
+    }
+
+    fn read(&mut self, _id: usize, _buf: &mut [u8]) -> Result<Option<usize>> {
+        Ok(self.opened.load(Ordering::SeqCst).then_some(0))
+    }
+}
+
+#[test]
+fn an_event_posted_by_another_thread_wakes_the_loop_to_retry_parked_requests() {
+    let (mut socket, client) = connected();
+    let opened = Arc::new(AtomicBool::new(false));
+    let poster = socket.event_poster();
+    let mut gate = Gate { opened: Arc::clone(&opened) };
+    let daemon = thread::spawn(move || serve_block_mut(&mut socket, &mut gate).unwrap());
+    let fd = client.open("gate", 0).unwrap();
+    let parked = client.start(Call::Read { fd, len: 8 }).unwrap();
+    let parked =
+        parked.wait_timeout(Duration::from_millis(100)).expect_err("parked until the gate opens");
+    // Nothing comes over the wire from here on: only the post can wake the serving thread,
+    // which reads the wire itself and sleeps on it.
+    opened.store(true, Ordering::SeqCst);
+    poster.post(fd.0 as usize, EventFlags::EVENT_READ);
+    let reply = parked.wait_timeout(Duration::from_secs(5)).expect("the post wakes the loop");
+    assert_eq!(reply.unwrap(), Reply::Data(Vec::new().into()));
+    drop(client);
+    daemon.join().unwrap();
 }

@@ -3,7 +3,7 @@
 //! unanswered. A daemon that breaks these gets `EAGAIN` (too many calls) or, for the calls it
 //! stalls, `EIO` and `EINTR`; the stream and every other call carry on.
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,7 @@ use scheme_protocol::{Call, Errno, PathStep, Reply, Tag};
 
 use super::mailbox::Wake;
 use super::{CallError, CallResult};
+use crate::bell::Bell;
 use crate::trace::Trace;
 
 /// Limits on one client's calls.
@@ -155,7 +156,7 @@ pub(super) struct Calls {
     /// Rung when a blocked thread's call is answered other than from the wire (a timeout, an
     /// ignored cancel, a broken stream), so that a leader asleep on the wire wakes up to see
     /// it. `None` if no eventfd could be made: leaders then look every `LEAD_TICK`.
-    bell: Option<OwnedFd>,
+    bell: Option<Bell>,
 }
 
 impl Calls {
@@ -167,7 +168,7 @@ impl Calls {
             limits: Mutex::new(Limits::default()),
             closed,
             trace: OnceLock::new(),
-            bell: make_bell(),
+            bell: Bell::new("waking blocked callers; they poll instead"),
         }
     }
 
@@ -179,14 +180,14 @@ impl Calls {
     /// Wakes a leader waiting on the wire and the bell (see `bell`).
     fn ring(&self) {
         if let Some(bell) = &self.bell {
-            let _ = rustix::io::write(bell, &1u64.to_ne_bytes());
+            bell.ring();
         }
     }
 
     /// Silences the bell after a leader woke on it.
     pub(super) fn hush(&self) {
         if let Some(bell) = &self.bell {
-            let _ = rustix::io::read(bell, &mut [0u8; 8]);
+            bell.hush();
         }
     }
 
@@ -361,14 +362,6 @@ impl Calls {
     pub(super) fn is_dead(&self) -> bool {
         self.lock().dead.is_some()
     }
-}
-
-/// A non-blocking eventfd for [`Calls::ring`].
-fn make_bell() -> Option<OwnedFd> {
-    use rustix::event::{eventfd, EventfdFlags};
-    eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
-        .map_err(|err| warn!("no eventfd for waking blocked callers ({err}); they poll instead"))
-        .ok()
 }
 
 #[cfg(test)]

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 mod calls;
 mod events;
 mod mailbox;
-mod source;
 mod wire;
 
 use calls::{Calls, Waiter};
@@ -198,7 +197,7 @@ impl Client {
         offer: Option<Arc<Slots>>,
     ) -> scheme_protocol::Result<Client> {
         let hangup_fd = poll_fd.as_ref().and_then(|fd| fd.try_clone().ok());
-        let reader = source::Source::new(Box::new(reader), poll_fd);
+        let reader = crate::source::Source::new(Box::new(reader), poll_fd);
         let mut frames_in = FrameReader::new(BufReader::with_capacity(1 << 16, reader), MAX_FRAME);
         let mut frames_out: FrameWriter<Box<dyn Write + Send>> =
             FrameWriter::new(Box::new(writer), MAX_FRAME);

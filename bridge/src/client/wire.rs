@@ -25,8 +25,8 @@ use scheme_protocol::{Frame, FrameReader, Reply, Tag};
 use super::calls::Calls;
 use super::events::Events;
 use super::mailbox::{Mailbox, Wake};
-use super::source::Source;
 use super::{CallError, CallResult, Event};
+use crate::source::Source;
 
 /// How long a leader waits for the wire before looking for an answer given by the watchdog,
 /// when there is no bell to wake it (`Calls::bell`).

@@ -1,17 +1,19 @@
-//! The daemon's pipe as the client's frame reader reads it: blocking reads, or, while asked,
-//! reads that return at once instead of waiting (`busy_poll::read_now`). A leader reads that
-//! way: it takes what the pipe holds without a `poll` first (on one CPU the daemon has usually
-//! answered by then: it preempts the writer), and it never sleeps inside a read, where the
-//! watchdog's bell could not wake it; the frame reader keeps what arrived of a frame.
+//! A pipe as a frame reader reads it: blocking reads, or, while asked, reads that return at
+//! once instead of waiting (`busy_poll::read_now`). A thread that must also hear something
+//! else (a bell) reads that way: it takes what the pipe holds without a `poll` first (on one
+//! CPU the peer has usually answered by then: it preempts the writer), and it never sleeps
+//! inside a read, where the bell could not wake it; the frame reader keeps what arrived of a
+//! frame. The client's leader reads the daemon's pipe so (`client/wire.rs`), and a parking
+//! daemon's serving thread the caller's (`SchemeSocket::read_here`).
 
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 /// Where the frame reader gets its bytes.
-pub(super) struct Source {
+pub(crate) struct Source {
     read: Box<dyn Read + Send>,
     /// The same pipe, to poll and to read without waiting; `None` for a reader that is not
-    /// known to be a pipe (`Client::connect`), which only a reader thread may read.
+    /// known to be a pipe (`Client::connect`, `SchemeSocket::new`), which only a reader thread may read.
     pipe: Option<OwnedFd>,
     /// Reads must not wait.
     nowait: bool,
@@ -21,19 +23,19 @@ pub(super) struct Source {
 
 impl Source {
     /// `read`, with `pipe` the same pipe if it is one.
-    pub(super) fn new(read: Box<dyn Read + Send>, pipe: Option<OwnedFd>) -> Source {
+    pub(crate) fn new(read: Box<dyn Read + Send>, pipe: Option<OwnedFd>) -> Source {
         Source { read, pipe, nowait: false, nowait_refused: false }
     }
 
     /// The pipe, if the source is known to be one.
-    pub(super) fn pipe(&self) -> Option<BorrowedFd<'_>> {
+    pub(crate) fn pipe(&self) -> Option<BorrowedFd<'_>> {
         self.pipe.as_ref().map(AsFd::as_fd)
     }
 
     /// While `nowait`, reads return what the pipe holds now, or fail with
     /// [`io::ErrorKind::WouldBlock`] rather than wait. Returns whether they do now (never
     /// without a pipe).
-    pub(super) fn set_nowait(&mut self, nowait: bool) -> bool {
+    pub(crate) fn set_nowait(&mut self, nowait: bool) -> bool {
         self.nowait = nowait && self.pipe.is_some();
         self.nowait
     }
