@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::mem::size_of;
 use std::os::fd::{BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
@@ -146,9 +146,16 @@ struct Shared {
     max_payload: usize,
     /// The payload region the caller side handed us, once both hellos agreed on it.
     region: Option<Arc<Region>>,
-    /// Rung by [`Shared::wake`] once the serving thread reads the wire itself
-    /// ([`SchemeSocket::read_here`]), so that an event posted by another thread wakes it.
-    bell: std::sync::OnceLock<Bell>,
+    /// The thread that reads the wire itself ([`SchemeSocket::read_here`]), if one does, and
+    /// the bell [`Shared::wake`] rings for it when an event is posted on another thread.
+    server: std::sync::OnceLock<Server>,
+}
+
+/// A serving thread that reads the wire itself, and its bell.
+#[derive(Debug)]
+struct Server {
+    thread: std::thread::ThreadId,
+    bell: Bell,
 }
 
 /// The daemon's end of the bridge: read packets from it, write replies and events to it.
@@ -164,6 +171,10 @@ pub struct SchemeSocket {
     unread: Option<Unread>,
     /// The wire, read by the thread that takes the packets ([`SchemeSocket::read_here`]).
     here: Option<WireIn>,
+    /// An event was posted while packets were taken: the next call reports [`Next::Woken`]
+    /// first, so that the loop retries its parked requests even if those packets did not
+    /// make it (queries, cancels).
+    wake_owed: bool,
 }
 
 impl std::fmt::Debug for SchemeSocket {
@@ -238,7 +249,7 @@ impl SchemeSocket {
             wake_pending: AtomicBool::new(false),
             max_payload: peer.max_frame.saturating_sub(MAX_OVERHEAD),
             region,
-            bell: std::sync::OnceLock::new(),
+            server: std::sync::OnceLock::new(),
         });
         Ok(SchemeSocket {
             shared,
@@ -249,6 +260,7 @@ impl SchemeSocket {
             busy_poll: crate::busy_poll::window(),
             unread: Some((frames_in, tx, scheme.to_owned())),
             here: None,
+            wake_owed: false,
         })
     }
 
@@ -318,8 +330,15 @@ impl SchemeSocket {
 
     /// Appends up to `max` packets to `out`, waiting for the first one unless non-blocking.
     /// Reports [`Next::Woken`] when an event was posted and no packet is ready, so loops that
-    /// park requests can retry them.
+    /// park requests can retry them; an event posted while packets were taken is reported by
+    /// the next call, before any more packets.
     pub fn next_packets(&mut self, out: &mut Vec<Packet>, max: usize) -> io::Result<Next> {
+        if std::mem::take(&mut self.wake_owed) {
+            return Ok(Next::Woken);
+        }
+        if max == 0 {
+            return Ok(Next::Packets);
+        }
         if self.here.is_some() {
             return self.next_packets_here(out, max);
         }
@@ -348,6 +367,7 @@ impl SchemeSocket {
                     if out.len() == start {
                         return Ok(Next::Woken);
                     }
+                    self.wake_owed = true;
                 }
                 Inbound::Closed => {
                     self.closed = true;
@@ -390,7 +410,10 @@ impl SchemeSocket {
         let Some(bell) = Bell::new("waking a parking daemon; it keeps a reader thread") else {
             return false;
         };
-        let _ = self.shared.bell.set(bell);
+        let _ = self.shared.server.set(Server { thread: std::thread::current().id(), bell });
+        // Pairs with the fence in `Shared::wake`: a post that raced this either finds the
+        // server (and rings) or put its wake in the channel before this thread's first look.
+        fence(Ordering::SeqCst);
         self.here = self.unread.take().map(|(frames, _, _)| frames);
         true
     }
@@ -418,13 +441,14 @@ impl SchemeSocket {
                 break;
             }
         }
-        Ok(if out.len() > start {
-            Next::Packets
+        if out.len() > start {
+            self.wake_owed = woken;
+            Ok(Next::Packets)
         } else if woken {
-            Next::Woken
+            Ok(Next::Woken)
         } else {
-            Next::Closed
-        })
+            Ok(Next::Closed)
+        }
     }
 
     /// Takes what is there without waiting: follow-up packets, orphans to close and wakes from
@@ -476,7 +500,9 @@ impl SchemeSocket {
 
     /// Sleeps until the wire is readable (or hung up) or the bell rings.
     fn sleep_here(&self) {
-        let (Some(frames), Some(bell)) = (self.here.as_ref(), self.shared.bell.get()) else {
+        let (Some(frames), Some(Server { bell, .. })) =
+            (self.here.as_ref(), self.shared.server.get())
+        else {
             return;
         };
         let Some(pipe) = wire_pipe(frames) else { return };
@@ -610,8 +636,12 @@ impl Shared {
     fn wake(&self) {
         if !self.wake_pending.swap(true, Ordering::SeqCst) {
             let _ = self.wake.send(Inbound::Wake);
-            if let Some(bell) = self.bell.get() {
-                bell.ring();
+            // Pairs with the fence in `SchemeSocket::read_here`. The serving thread posting
+            // itself (chan, inside `handle`) looks at the channel before it sleeps anyway.
+            fence(Ordering::SeqCst);
+            let server = self.server.get();
+            if let Some(server) = server.filter(|s| s.thread != std::thread::current().id()) {
+                server.bell.ring();
             }
         }
     }

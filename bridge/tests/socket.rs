@@ -98,12 +98,30 @@ impl Mailbox {
     }
 }
 
+/// How the socket reads the wire.
+#[derive(Debug, Clone, Copy)]
+enum Wire {
+    /// `SchemeSocket::on_pipe`: a parking loop's serving thread reads the pipe itself.
+    Pipe,
+    /// `SchemeSocket::new`: any reader, read by the socket's reader thread.
+    ReaderThread,
+}
+
+const WIRES: [Wire; 2] = [Wire::Pipe, Wire::ReaderThread];
+
 /// A socket and a client joined by two OS pipes, handshaken.
 fn connected() -> (SchemeSocket, Client) {
+    connected_by(Wire::Pipe)
+}
+
+fn connected_by(wire: Wire) -> (SchemeSocket, Client) {
     let _ = env_logger::builder().is_test(true).try_init();
     let (to_daemon_r, to_daemon_w) = std::io::pipe().unwrap();
     let (to_client_r, to_client_w) = std::io::pipe().unwrap();
-    let daemon = thread::spawn(move || SchemeSocket::on_pipe(to_daemon_r, to_client_w, "mailbox"));
+    let daemon = thread::spawn(move || match wire {
+        Wire::Pipe => SchemeSocket::on_pipe(to_daemon_r, to_client_w, "mailbox"),
+        Wire::ReaderThread => SchemeSocket::new(to_daemon_r, to_client_w, "mailbox"),
+    });
     let client = Client::connect(to_client_r, to_daemon_w, "mailbox").unwrap();
     (daemon.join().unwrap().unwrap(), client)
 }
@@ -136,8 +154,19 @@ fn spawn_raw(scheme: Mailbox) -> (Client, thread::JoinHandle<()>) {
     (client, thread::spawn(move || raw_todo_loop(socket, scheme)))
 }
 
-fn spawn_served(mut scheme: Mailbox) -> (Client, thread::JoinHandle<()>) {
-    let (mut socket, client) = connected();
+fn spawn_served(scheme: Mailbox) -> (Client, thread::JoinHandle<()>) {
+    spawn_served_by(Wire::Pipe, scheme)
+}
+
+fn spawn_served_by_reader_thread(scheme: Mailbox) -> (Client, thread::JoinHandle<()>) {
+    spawn_served_by(Wire::ReaderThread, scheme)
+}
+
+fn spawn_served_by<S: SchemeBlockMut + Send + 'static>(
+    wire: Wire,
+    mut scheme: S,
+) -> (Client, thread::JoinHandle<()>) {
+    let (mut socket, client) = connected_by(wire);
     let daemon = thread::spawn(move || serve_block_mut(&mut socket, &mut scheme).unwrap());
     (client, daemon)
 }
@@ -162,7 +191,13 @@ fn raw_redox_loop_parks_a_read_while_other_calls_complete() {
 
 #[test]
 fn serve_loop_answers_parked_requests_in_any_order() {
-    let (client, daemon) = spawn_served(Mailbox::default());
+    for wire in WIRES {
+        serve_loop_answers_parked_requests_in_any_order_by(wire);
+    }
+}
+
+fn serve_loop_answers_parked_requests_in_any_order_by(wire: Wire) {
+    let (client, daemon) = spawn_served_by(wire, Mailbox::default());
     let fd = client.open("x", 0).unwrap();
     let reads: Vec<_> = (0..3).map(|_| client.start(Call::Read { fd, len: 1 }).unwrap()).collect();
     assert_eq!(client.write(fd, b"abc").unwrap(), 3);
@@ -181,7 +216,13 @@ fn serve_loop_answers_parked_requests_in_any_order() {
 
 #[test]
 fn cancel_answers_eintr_at_once_and_the_parked_read_consumes_nothing() {
-    let (client, daemon) = spawn_served(Mailbox::default());
+    for wire in WIRES {
+        cancel_answers_eintr_at_once_by(wire);
+    }
+}
+
+fn cancel_answers_eintr_at_once_by(wire: Wire) {
+    let (client, daemon) = spawn_served_by(wire, Mailbox::default());
     let fd = client.open("x", 0).unwrap();
     let parked = client.start(Call::Read { fd, len: 16 }).unwrap();
     let started = Instant::now();
@@ -223,12 +264,14 @@ fn cancelled_gate_open_is_closed(open_gate: Call) {
 
 #[test]
 fn closing_the_caller_side_ends_the_loop_and_answers_parked_requests() {
-    let (client, daemon) = spawn_served(Mailbox::default());
-    let fd = client.open("x", 0).unwrap();
-    let parked = client.start(Call::Read { fd, len: 1 }).unwrap();
-    drop(parked);
-    drop(client);
-    daemon.join().unwrap(); // returns: EOF reached the loop
+    for wire in WIRES {
+        let (client, daemon) = spawn_served_by(wire, Mailbox::default());
+        let fd = client.open("x", 0).unwrap();
+        let parked = client.start(Call::Read { fd, len: 1 }).unwrap();
+        drop(parked);
+        drop(client);
+        daemon.join().unwrap(); // returns: EOF reached the loop
+    }
 }
 
 #[test]
@@ -372,11 +415,12 @@ fn nonblocking_socket_reports_would_block() {
 /// A client, its daemon thread and the handles its mailbox closed.
 type Served = (Client, thread::JoinHandle<()>, Arc<Mutex<Vec<usize>>>);
 
-/// A mailbox behind each loop, the raw Redox loop and `serve_block_mut`, one after the other,
-/// each recording its own closes.
+/// A mailbox behind each loop, the raw Redox loop and `serve_block_mut` (reading the pipe
+/// itself, then through the reader thread), one after the other, each recording its own
+/// closes.
 fn both_loops() -> impl Iterator<Item = Served> {
     type Spawn = fn(Mailbox) -> (Client, thread::JoinHandle<()>);
-    [spawn_raw as Spawn, spawn_served].into_iter().map(|spawn| {
+    [spawn_raw as Spawn, spawn_served, spawn_served_by_reader_thread].into_iter().map(|spawn| {
         let closed = Arc::new(Mutex::new(Vec::new()));
         let (client, daemon) = spawn(Mailbox { closed: Arc::clone(&closed), ..Mailbox::default() });
         (client, daemon, closed)
@@ -499,8 +543,16 @@ fn a_cancelled_on_path_closes_its_handle_in_the_daemon() {
 }
 
 /// Reads park until another thread opens the gate (and posts an event, as a driver would).
+/// The first fstat takes a while, so that a test can post while the loop is busy with it.
 struct Gate {
     opened: Arc<AtomicBool>,
+    slow_stats: usize,
+}
+
+impl Gate {
+    fn new(opened: &Arc<AtomicBool>, slow_stats: usize) -> Gate {
+        Gate { opened: Arc::clone(opened), slow_stats }
+    }
 }
 
 impl SchemeBlockMut for Gate {
@@ -511,25 +563,101 @@ impl SchemeBlockMut for Gate {
     fn read(&mut self, _id: usize, _buf: &mut [u8]) -> Result<Option<usize>> {
         Ok(self.opened.load(Ordering::SeqCst).then_some(0))
     }
+
+    fn fstat(&mut self, _id: usize, _stat: &mut Stat) -> Result<Option<usize>> {
+        if self.slow_stats > 0 {
+            self.slow_stats -= 1;
+            thread::sleep(Duration::from_millis(200));
+        }
+        Ok(Some(0))
+    }
 }
 
 #[test]
 fn an_event_posted_by_another_thread_wakes_the_loop_to_retry_parked_requests() {
-    let (mut socket, client) = connected();
-    let opened = Arc::new(AtomicBool::new(false));
-    let poster = socket.event_poster();
-    let mut gate = Gate { opened: Arc::clone(&opened) };
+    for wire in WIRES {
+        let (mut socket, client) = connected_by(wire);
+        let opened = Arc::new(AtomicBool::new(false));
+        let poster = socket.event_poster();
+        let mut gate = Gate::new(&opened, 0);
+        let daemon = thread::spawn(move || serve_block_mut(&mut socket, &mut gate).unwrap());
+        let fd = client.open("gate", 0).unwrap();
+        let parked = client.start(Call::Read { fd, len: 8 }).unwrap();
+        let parked = parked.wait_timeout(Duration::from_millis(100)).expect_err("gate closed");
+        // Nothing comes over the wire from here on: only the post can wake the serving
+        // thread, which (on a pipe) reads the wire itself and sleeps on it.
+        opened.store(true, Ordering::SeqCst);
+        poster.post(fd.0 as usize, EventFlags::EVENT_READ);
+        let reply = parked.wait_timeout(Duration::from_secs(5)).expect("the post wakes the loop");
+        assert_eq!(reply.unwrap(), Reply::Data(Vec::new().into()), "{wire:?}");
+        drop(client);
+        daemon.join().unwrap();
+    }
+}
+
+#[test]
+fn an_event_posted_while_only_queries_arrive_still_retries_parked_requests() {
+    for (wire, query_first) in WIRES.into_iter().flat_map(|w| [(w, false), (w, true)]) {
+        let (mut socket, client) = connected_by(wire);
+        let opened = Arc::new(AtomicBool::new(false));
+        let poster = socket.event_poster();
+        let mut gate = Gate::new(&opened, 1);
+        let daemon = thread::spawn(move || serve_block_mut(&mut socket, &mut gate).unwrap());
+        let fd = client.open("gate", 0).unwrap();
+        let parked = client.start(Call::Read { fd, len: 8 }).unwrap();
+        let parked = parked.wait_timeout(Duration::from_millis(100)).expect_err("gate closed");
+        let slow = client.start(Call::Fstat { fd }).unwrap();
+        thread::sleep(Duration::from_millis(50)); // the loop is inside the slow fstat
+                                                  // The post and a second fstat reach the loop in the same batch, in either order; an
+                                                  // fstat is a query, which by itself retries nothing.
+        let early = query_first.then(|| client.start(Call::Fstat { fd }).unwrap());
+        thread::sleep(Duration::from_millis(20));
+        opened.store(true, Ordering::SeqCst);
+        poster.post(fd.0 as usize, EventFlags::EVENT_READ);
+        let fast = early.unwrap_or_else(|| client.start(Call::Fstat { fd }).unwrap());
+        slow.wait_timeout(Duration::from_secs(5)).expect("slow fstat").unwrap();
+        fast.wait_timeout(Duration::from_secs(5)).expect("fast fstat").unwrap();
+        let reply = parked.wait_timeout(Duration::from_secs(3)).unwrap_or_else(|_| {
+            panic!("{wire:?}, query first {query_first}: the post was lost behind the query")
+        });
+        assert_eq!(reply.unwrap(), Reply::Data(Vec::new().into()));
+        drop(client);
+        daemon.join().unwrap();
+    }
+}
+
+#[test]
+fn a_serving_thread_reading_the_pipe_itself_takes_frames_that_arrive_in_pieces() {
+    use scheme_protocol::codec::encode_frame;
+    use scheme_protocol::{hello, Caller, Frame, FrameReader, Tag, MAX_FRAME};
+    let (to_daemon_r, mut to_daemon_w) = std::io::pipe().unwrap();
+    let (to_client_r, to_client_w) = std::io::pipe().unwrap();
+    let mut ours = Vec::new();
+    encode_frame(&Frame::Hello(hello("mailbox", MAX_FRAME)), MAX_FRAME, &mut ours).unwrap();
+    to_daemon_w.write_all(&ours).unwrap();
+    let mut socket = SchemeSocket::on_pipe(to_daemon_r, to_client_w, "mailbox").unwrap();
+    let mut replies = FrameReader::new(to_client_r, MAX_FRAME);
+    assert!(matches!(replies.read_frame().unwrap(), Frame::Hello(_)));
+    let mut gate = Gate::new(&Arc::new(AtomicBool::new(true)), 0);
     let daemon = thread::spawn(move || serve_block_mut(&mut socket, &mut gate).unwrap());
-    let fd = client.open("gate", 0).unwrap();
-    let parked = client.start(Call::Read { fd, len: 8 }).unwrap();
-    let parked =
-        parked.wait_timeout(Duration::from_millis(100)).expect_err("parked until the gate opens");
-    // Nothing comes over the wire from here on: only the post can wake the serving thread,
-    // which reads the wire itself and sleeps on it.
-    opened.store(true, Ordering::SeqCst);
-    poster.post(fd.0 as usize, EventFlags::EVENT_READ);
-    let reply = parked.wait_timeout(Duration::from_secs(5)).expect("the post wakes the loop");
-    assert_eq!(reply.unwrap(), Reply::Data(Vec::new().into()));
-    drop(client);
+    let caller = Caller { pid: 1, uid: 0, gid: 0 };
+    let mut calls = Vec::new();
+    for tag in 1..=3 {
+        let call = Call::Open { path: "x".into(), flags: 0 };
+        encode_frame(&Frame::Call { tag: Tag(tag), caller, call }, MAX_FRAME, &mut calls).unwrap();
+    }
+    for (i, byte) in calls.iter().enumerate() {
+        to_daemon_w.write_all(&[*byte]).unwrap();
+        if i % 7 == 0 {
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+    for tag in 1..=3 {
+        let reply = replies.read_frame().unwrap();
+        assert!(matches!(reply, Frame::Reply { tag: Tag(t), response: Ok(_) } if t == tag));
+    }
+    // The start of a frame, then the end of the stream: the loop ends (the cut is logged).
+    to_daemon_w.write_all(&calls[..5]).unwrap();
+    drop(to_daemon_w);
     daemon.join().unwrap();
 }
