@@ -80,9 +80,11 @@ done
 export SFTP_SERVER
 
 # ---- 2. build ------------------------------------------------------------------------------
-# What is built, looked at before this run writes its own results into the tree.
+# What is built, looked at before this run writes its own results into the tree (results of
+# an earlier run, such as latest.* before a repeat, are not changes to what is built).
 git_rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-[ -z "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] || git_rev="$git_rev (with uncommitted changes)"
+dirty=$(git status --porcelain --untracked-files=no -- . ':!bench/results' 2>/dev/null)
+[ -z "$dirty" ] || git_rev="$git_rev (with uncommitted changes)"
 echo "== cargo build --release (schememount, zerod, schemebench)"
 cargo build --release -q --bin schememount --bin zerod --bin schemebench
 SM=$ROOT/target/release/schememount
