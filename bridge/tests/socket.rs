@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use scheme_bridge::{serve_block_mut, CallError, Client, SchemeSocket};
+use scheme_bridge::{serve_block_mut, CallError, Client, EventPoster, PendingCall, SchemeSocket};
 use scheme_protocol::{Bytes, Call, Errno, Fd, PathStep, Reply, MAX_PATH_STEPS};
 use syscall::data::{Packet, Stat};
 use syscall::error::{Error, Result, EBADF, EIO, ENOENT, ENOSYS};
@@ -573,56 +573,73 @@ impl SchemeBlockMut for Gate {
     }
 }
 
-#[test]
-fn an_event_posted_by_another_thread_wakes_the_loop_to_retry_parked_requests() {
-    for wire in WIRES {
+/// A read parked behind a closed [`Gate`] served by `serve_block_mut` over `wire`, and what
+/// opens the gate: its flag and the socket's event poster.
+struct ParkedRead {
+    client: Client,
+    daemon: thread::JoinHandle<()>,
+    opened: Arc<AtomicBool>,
+    poster: EventPoster,
+    fd: Fd,
+    read: PendingCall,
+}
+
+impl ParkedRead {
+    fn behind_gate(wire: Wire, slow_stats: usize) -> ParkedRead {
         let (mut socket, client) = connected_by(wire);
         let opened = Arc::new(AtomicBool::new(false));
         let poster = socket.event_poster();
-        let mut gate = Gate::new(&opened, 0);
+        let mut gate = Gate::new(&opened, slow_stats);
         let daemon = thread::spawn(move || serve_block_mut(&mut socket, &mut gate).unwrap());
         let fd = client.open("gate", 0).unwrap();
-        let parked = client.start(Call::Read { fd, len: 8 }).unwrap();
-        let parked = parked.wait_timeout(Duration::from_millis(100)).expect_err("gate closed");
+        let read = client.start(Call::Read { fd, len: 8 }).unwrap();
+        let read = read.wait_timeout(Duration::from_millis(100)).expect_err("the gate is closed");
+        ParkedRead { client, daemon, opened, poster, fd, read }
+    }
+
+    /// Opens the gate from this thread and posts the event a driver would.
+    fn open_gate(&self) {
+        self.opened.store(true, Ordering::SeqCst);
+        self.poster.post(self.fd.0 as usize, EventFlags::EVENT_READ);
+    }
+
+    /// Checks the read was answered within `within`, then ends the daemon.
+    fn expect_answered(self, within: Duration, what: &str) {
+        let reply = self.read.wait_timeout(within).unwrap_or_else(|_| panic!("{what}"));
+        assert_eq!(reply.unwrap(), Reply::Data(Vec::new().into()), "{what}");
+        drop(self.client);
+        self.daemon.join().unwrap();
+    }
+}
+
+#[test]
+fn an_event_posted_by_another_thread_wakes_the_loop_to_retry_parked_requests() {
+    for wire in WIRES {
+        let parked = ParkedRead::behind_gate(wire, 0);
         // Nothing comes over the wire from here on: only the post can wake the serving
         // thread, which (on a pipe) reads the wire itself and sleeps on it.
-        opened.store(true, Ordering::SeqCst);
-        poster.post(fd.0 as usize, EventFlags::EVENT_READ);
-        let reply = parked.wait_timeout(Duration::from_secs(5)).expect("the post wakes the loop");
-        assert_eq!(reply.unwrap(), Reply::Data(Vec::new().into()), "{wire:?}");
-        drop(client);
-        daemon.join().unwrap();
+        parked.open_gate();
+        parked.expect_answered(Duration::from_secs(5), &format!("{wire:?}: the post was lost"));
     }
 }
 
 #[test]
 fn an_event_posted_while_only_queries_arrive_still_retries_parked_requests() {
     for (wire, query_first) in WIRES.into_iter().flat_map(|w| [(w, false), (w, true)]) {
-        let (mut socket, client) = connected_by(wire);
-        let opened = Arc::new(AtomicBool::new(false));
-        let poster = socket.event_poster();
-        let mut gate = Gate::new(&opened, 1);
-        let daemon = thread::spawn(move || serve_block_mut(&mut socket, &mut gate).unwrap());
-        let fd = client.open("gate", 0).unwrap();
-        let parked = client.start(Call::Read { fd, len: 8 }).unwrap();
-        let parked = parked.wait_timeout(Duration::from_millis(100)).expect_err("gate closed");
+        let parked = ParkedRead::behind_gate(wire, 1);
+        let (client, fd) = (&parked.client, parked.fd);
         let slow = client.start(Call::Fstat { fd }).unwrap();
-        thread::sleep(Duration::from_millis(50)); // the loop is inside the slow fstat
-                                                  // The post and a second fstat reach the loop in the same batch, in either order; an
-                                                  // fstat is a query, which by itself retries nothing.
+        // The loop is inside the slow fstat; the post and a second fstat then reach it in the
+        // same batch, in either order. An fstat is a query, which by itself retries nothing.
+        thread::sleep(Duration::from_millis(50));
         let early = query_first.then(|| client.start(Call::Fstat { fd }).unwrap());
         thread::sleep(Duration::from_millis(20));
-        opened.store(true, Ordering::SeqCst);
-        poster.post(fd.0 as usize, EventFlags::EVENT_READ);
+        parked.open_gate();
         let fast = early.unwrap_or_else(|| client.start(Call::Fstat { fd }).unwrap());
         slow.wait_timeout(Duration::from_secs(5)).expect("slow fstat").unwrap();
         fast.wait_timeout(Duration::from_secs(5)).expect("fast fstat").unwrap();
-        let reply = parked.wait_timeout(Duration::from_secs(3)).unwrap_or_else(|_| {
-            panic!("{wire:?}, query first {query_first}: the post was lost behind the query")
-        });
-        assert_eq!(reply.unwrap(), Reply::Data(Vec::new().into()));
-        drop(client);
-        daemon.join().unwrap();
+        let what = format!("{wire:?}, query first {query_first}: the post was lost");
+        parked.expect_answered(Duration::from_secs(3), &what);
     }
 }
 
