@@ -4,7 +4,6 @@
 //! replies (result in `a`, any order) and event posts (`id = 0, a = SYS_FEVENT`). Everything the
 //! daemon writes is checked before it becomes a wire reply.
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::mem::size_of;
@@ -162,7 +161,6 @@ struct Server {
 pub struct SchemeSocket {
     shared: Arc<Shared>,
     inbound: Receiver<Inbound>,
-    ready: VecDeque<Packet>,
     closed: bool,
     nonblocking: bool,
     /// How long [`SchemeSocket::next_packets`] watches for a call before it sleeps.
@@ -254,7 +252,6 @@ impl SchemeSocket {
         Ok(SchemeSocket {
             shared,
             inbound: rx,
-            ready: VecDeque::new(),
             closed: false,
             nonblocking: false,
             busy_poll: crate::busy_poll::window(),
@@ -345,10 +342,6 @@ impl SchemeSocket {
         self.start_reader()?;
         let start = out.len();
         while out.len() - start < max {
-            if let Some(packet) = self.ready.pop_front() {
-                out.push(packet);
-                continue;
-            }
             let item = if out.len() > start || self.nonblocking {
                 match self.inbound.try_recv() {
                     Ok(item) => item,
