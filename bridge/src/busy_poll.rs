@@ -7,7 +7,7 @@
 //! short, so an idle wire still sleeps; and it is off when this thread may only run on one
 //! CPU: there each look only lengthens the round trip, since the peer can run only when this
 //! thread yields or blocks (measured: a pinned wire round trip 7.5 -> 8.9 µs). A look is a
-//! read that does not wait ([`read_now`]), so the look that finds the bytes also takes them:
+//! read that does not wait (`read_now`), so the look that finds the bytes also takes them:
 //! one system call where a `poll` and then a `read` were two (unpinned wire round trip 3.9 ->
 //! 3.0 µs, medians of 5 alternating runs).
 //!

@@ -4,7 +4,7 @@
 //! byte offset, and only small frames cross the pipe.
 //!
 //! Each side treats the region as the other side's memory: the only accesses are the bounded
-//! raw copies below, and the one slice ever formed over it ([`Region::shared_bytes`]) goes
+//! raw copies below, and the one slice ever formed over it (`Region::shared_bytes`) goes
 //! straight to the kernel, never read by Rust code. So a peer that writes to it at any time can
 //! garble payload bytes but break nothing else.
 

@@ -299,7 +299,7 @@ impl Client {
     }
 
     /// Like [`Client::submit`], but the reader thread, unless something needs it for good,
-    /// hands the wire back once no call has been in flight for [`wire::READER_IDLE`]: for a
+    /// hands the wire back once no call has been in flight for `READER_IDLE` (50 ms): for a
     /// caller that reads its answers itself ([`Client::submit_and_read`]) but not while calls
     /// keep coming faster than it can answer them one at a time.
     pub fn submit_for_now(&self, caller: Caller, call: Call, done: Completion) -> Tag {
