@@ -89,7 +89,10 @@ impl SchemeSocket {
                     self.shared.wake_pending.store(false, Ordering::SeqCst);
                     *woken = true;
                 }
-                Ok(Inbound::Closed) | Err(TryRecvError::Disconnected) => self.closed = true,
+                Ok(Inbound::Closed) | Err(TryRecvError::Disconnected) => {
+                    self.closed = true;
+                    break;
+                }
                 Ok(item) => out.extend(self.shared.to_packet(item)),
                 Err(TryRecvError::Empty) => break,
             }
