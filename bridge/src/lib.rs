@@ -19,6 +19,7 @@ mod locate;
 mod packet;
 pub mod redox;
 pub mod region;
+pub mod ring;
 pub mod serve;
 mod socket;
 mod source;

@@ -17,6 +17,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rustix::fs::{
@@ -135,6 +136,33 @@ impl Region {
         Some(out)
     }
 
+    /// Copies the bytes at `at` into `out`; `false` (nothing copied) if they do not lie
+    /// inside the region.
+    pub(crate) fn copy_to(&self, at: u64, out: &mut [u8]) -> bool {
+        let Some(addr) = self.address(at, out.len() as u64) else { return false };
+        // SAFETY: as in `copy_in`, the source range is inside our live mapping and `out` is a
+        // separate allocation of exactly that length.
+        unsafe { std::ptr::copy_nonoverlapping(addr as *const u8, out.as_mut_ptr(), out.len()) };
+        true
+    }
+
+    /// The 8 bytes at `at` as an atomic, shared with the peer; `None` if they are outside the
+    /// region or not 8-aligned.
+    pub(crate) fn atomic_u64(&self, at: u64) -> Option<&AtomicU64> {
+        let addr = self.address(at, 8).filter(|addr| addr % 8 == 0)?;
+        // SAFETY: inside our mapping (checked), aligned (checked), initialised (file pages),
+        // and mapped as long as `self` lives, which bounds the reference. `AtomicU64` has the
+        // layout of a `u64`, and atomics may be changed at any time by the peer's atomics.
+        Some(unsafe { &*(addr as *const AtomicU64) })
+    }
+
+    /// The 4 bytes at `at` as an atomic (a futex word), as [`Region::atomic_u64`].
+    pub(crate) fn atomic_u32(&self, at: u64) -> Option<&AtomicU32> {
+        let addr = self.address(at, 4).filter(|addr| addr % 4 == 0)?;
+        // SAFETY: as in `atomic_u64`.
+        Some(unsafe { &*(addr as *const AtomicU32) })
+    }
+
     /// The shared memory file, for handing to a daemon.
     pub fn file(&self) -> BorrowedFd<'_> {
         self.file.as_fd()
@@ -161,7 +189,13 @@ pub struct Slots {
 impl Slots {
     /// `count` slots of `size` bytes in a new region.
     pub fn create(count: usize, size: usize) -> io::Result<Arc<Slots>> {
-        let region = Arc::new(Region::create(count * size)?);
+        Slots::create_with_room(count, size, 0)
+    }
+
+    /// `count` slots of `size` bytes at the start of a new region with `room` bytes more after
+    /// them (the frame rings).
+    fn create_with_room(count: usize, size: usize, room: usize) -> io::Result<Arc<Slots>> {
+        let region = Arc::new(Region::create(count * size + room)?);
         let free = (0..count).rev().map(|i| (i * size) as u64).collect();
         Ok(Arc::new(Slots { region, size, free: Mutex::new(free) }))
     }
@@ -169,6 +203,11 @@ impl Slots {
     /// The region the slots are in.
     pub fn region(&self) -> &Region {
         &self.region
+    }
+
+    /// The region the slots are in, shared (for the frame rings after the slots).
+    pub(crate) fn shared_region(&self) -> Arc<Region> {
+        Arc::clone(&self.region)
     }
 
     /// Bytes per slot: the largest payload that goes through the region.
@@ -246,7 +285,7 @@ pub(crate) fn offer(command: &mut Command) -> Option<Arc<Slots>> {
     if !enabled_for(command) {
         return None;
     }
-    let slots = match Slots::create(SLOTS, SLOT_SIZE) {
+    let slots = match Slots::create_with_room(SLOTS, SLOT_SIZE, crate::ring::AREA) {
         Ok(slots) => slots,
         Err(err) => {
             log::warn!("no payload region ({err}); payloads go through the pipe");

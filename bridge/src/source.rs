@@ -5,9 +5,18 @@
 //! inside a read, where the bell could not wake it; the frame reader keeps what arrived of a
 //! frame. The client's leader reads the daemon's pipe so (`client/wire.rs`), and a parking
 //! daemon's serving thread the caller's (`SchemeSocket::read_here`).
+//!
+//! Once the two sides agree on frame rings (`ring.rs`), the source reads its ring instead, and
+//! the pipe only wakes it: a thread about to sleep on the pipe calls [`Source::arm`] first.
 
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use rustix::event::{poll, PollFd, PollFlags};
+
+use crate::busy_poll::Gaps;
+use crate::ring::RingReader;
 
 /// Where the frame reader gets its bytes.
 pub(crate) struct Source {
@@ -19,12 +28,67 @@ pub(crate) struct Source {
     nowait: bool,
     /// The kernel refused to read the pipe without waiting (`busy_poll::read_now`).
     nowait_refused: bool,
+    /// The frame ring, once in use: the pipe then only wakes this reader and reports the end.
+    ring: Option<Ringed>,
+}
+
+/// A source reading a frame ring.
+struct Ringed {
+    reader: RingReader,
+    /// How long a read that may wait watches the ring before it sleeps.
+    window: Duration,
+    /// The pipe reported its end: once the ring is empty, so is the stream.
+    ended: bool,
+    /// What it saw of the gaps between messages, if its window follows them.
+    gaps: Option<Gaps>,
 }
 
 impl Source {
     /// `read`, with `pipe` the same pipe if it is one.
     pub(crate) fn new(read: Box<dyn Read + Send>, pipe: Option<OwnedFd>) -> Source {
-        Source { read, pipe, nowait: false, nowait_refused: false }
+        Source { read, pipe, nowait: false, nowait_refused: false, ring: None }
+    }
+
+    /// Reads `reader` from now on, watching it for `window` before a read that may wait
+    /// sleeps on the pipe, stretched across the gaps of a steady stream if `follow_streams`
+    /// (as `BusyPoll::following_streams`). `false`, changing nothing, without a pipe.
+    pub(crate) fn use_ring(
+        &mut self,
+        reader: RingReader,
+        window: Duration,
+        follow_streams: bool,
+    ) -> bool {
+        if self.pipe.is_none() {
+            return false;
+        }
+        let gaps = follow_streams.then(Gaps::default);
+        self.ring = Some(Ringed { reader, window, ended: false, gaps });
+        true
+    }
+
+    /// Gets ready to sleep in `poll` on [`Source::pipe`]: `false` if there is something to
+    /// read now instead (bytes in the ring, or its end). A source without a ring is always
+    /// ready. Wake-up bytes left in the pipe are taken here, so they do not wake the sleep.
+    pub(crate) fn arm(&mut self) -> bool {
+        let (Some(ring), Some(pipe)) = (self.ring.as_mut(), self.pipe.as_ref()) else {
+            return true;
+        };
+        if ring.ended {
+            return false;
+        }
+        let mut bytes = [0u8; 64];
+        loop {
+            match crate::busy_poll::read_now(pipe.as_fd(), &mut bytes, &mut self.nowait_refused) {
+                None => break,
+                Some(Ok(0) | Err(_)) => {
+                    ring.ended = true;
+                    return false;
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+        // An index error is reported by the read that follows.
+        ring.reader.arm().unwrap_or(false)
     }
 
     /// The pipe, if the source is known to be one.
@@ -39,10 +103,42 @@ impl Source {
         self.nowait = nowait && self.pipe.is_some();
         self.nowait
     }
+
+    /// A read of the ring: what it holds, else (reads that may wait) what comes within the
+    /// window, else sleeps on the pipe and looks again.
+    fn read_ring(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // When the first look found nothing (a reader following streams counts its waits).
+        let mut waiting_since: Option<Instant> = None;
+        loop {
+            let ring = self.ring.as_mut().expect("read_ring with a ring");
+            let got = ring.reader.read_now(buf)?;
+            if got > 0 || buf.is_empty() || ring.ended {
+                if let (Some(gaps), Some(since), 1..) = (&mut ring.gaps, waiting_since, got) {
+                    gaps.waited(since.elapsed(), ring.window);
+                }
+                return Ok(got);
+            }
+            if self.nowait {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            waiting_since.get_or_insert_with(Instant::now);
+            let window = ring.gaps.map_or(ring.window, |gaps| gaps.window(ring.window));
+            let reader = &mut ring.reader;
+            let found = crate::busy_poll::watch(window, || reader.has_bytes().then_some(()));
+            if found.is_none() && self.arm() {
+                let pipe = self.pipe.as_ref().expect("a ring comes with a pipe");
+                let mut fds = [PollFd::new(pipe, PollFlags::IN)];
+                let _ = poll(&mut fds, None); // EINTR: look again
+            }
+        }
+    }
 }
 
 impl Read for Source {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.ring.is_some() {
+            return self.read_ring(buf);
+        }
         let Some(pipe) = self.pipe.as_ref().filter(|_| self.nowait) else {
             return self.read.read(buf);
         };
@@ -61,6 +157,58 @@ mod tests {
         let (reader, writer) = std::io::pipe().unwrap();
         let pipe = OwnedFd::from(reader.try_clone().unwrap());
         (Source::new(Box::new(reader), Some(pipe)), writer)
+    }
+
+    /// A source reading a ring (window `window`), and the ring's writer; the pipe's write end
+    /// is the writer's (wake-ups), as between a daemon and its caller side.
+    fn ringed(window: Duration) -> (Source, crate::ring::RingWriter) {
+        use crate::ring::{Direction, RingReader, RingWriter, AREA, START};
+        let region = std::sync::Arc::new(crate::region::Region::create(START + AREA).unwrap());
+        let (reader, writer) = std::io::pipe().unwrap();
+        let pipe = OwnedFd::from(reader.try_clone().unwrap());
+        let mut source = Source::new(Box::new(reader), Some(pipe));
+        let ring_in = RingReader::new(std::sync::Arc::clone(&region), Direction::ToCaller);
+        assert!(source.use_ring(ring_in.unwrap(), window, false));
+        let ring_out = RingWriter::new(region, Direction::ToCaller, writer.into(), window);
+        (source, ring_out.unwrap())
+    }
+
+    #[test]
+    fn a_ringed_source_reads_the_ring_and_sleeps_on_the_pipe_until_woken() {
+        let (mut source, mut writer) = ringed(Duration::ZERO);
+        assert!(source.set_nowait(true));
+        let err = source.read(&mut [0; 8]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "an empty ring");
+        writer.write_all(b"ring").unwrap();
+        assert!(!source.arm(), "bytes wait: no sleep");
+        let mut buf = [0; 8];
+        assert_eq!(source.read(&mut buf).unwrap(), 4);
+        assert_eq!(&buf[..4], b"ring");
+        source.set_nowait(false);
+        // A read that waits sleeps on the pipe (no window) until the writer wakes it.
+        let feeder = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            writer.write_all(b"late").unwrap();
+            writer
+        });
+        assert_eq!(source.read(&mut buf).unwrap(), 4, "woken by the writer");
+        assert_eq!(&buf[..4], b"late");
+        let writer = feeder.join().unwrap();
+        drop(writer);
+        assert_eq!(source.read(&mut buf).unwrap(), 0, "the pipe's end is the stream's");
+    }
+
+    #[test]
+    fn a_ringed_source_reads_what_the_ring_holds_before_the_end() {
+        let (mut source, mut writer) = ringed(Duration::from_micros(50));
+        writer.write_all(b"last words").unwrap();
+        drop(writer);
+        assert!(source.set_nowait(true));
+        assert!(!source.arm());
+        let mut buf = [0; 32];
+        assert_eq!(source.read(&mut buf).unwrap(), 10);
+        assert!(!source.arm(), "the end: read it rather than sleep");
+        assert_eq!(source.read(&mut buf).unwrap(), 0);
     }
 
     #[test]

@@ -57,11 +57,13 @@ pub(crate) struct Cli {
     /// in flight per mount and per daemon, EAGAIN beyond; 32768 and 16384), max_handles=N (open
     /// files per uid, EMFILE beyond; 65536), call_timeout=SECONDS (how long a call that should
     /// answer at once, such as a stat, may take before it fails with EIO; 30, 0 = never),
-    /// busy_poll=MICROSECONDS (how long the mount and its daemon watch their pipe before
-    /// sleeping, which saves a wake-up per call at the price of that much CPU; 50, 0 = off,
-    /// always off when the processes may only use one CPU; while it is off, ramfs, null, zero
-    /// and rand answers are read by the FUSE thread itself), noregion (large reads and writes
-    /// go through the pipe instead of a memory region shared with a built-in daemon).
+    /// busy_poll=MICROSECONDS (how long the mount and its daemon watch their wire before
+    /// sleeping, which saves a wake-up per call at the price of that much CPU; 50, 0 = off; a
+    /// pipe is not watched when the processes may only use one CPU, the frame rings are; on one
+    /// CPU, or with busy_poll=0, ramfs, null, zero and rand answers are read by the FUSE thread
+    /// itself), noregion (large reads and writes, and all frames, go through the pipe instead
+    /// of a memory region shared with a built-in daemon), noring (frames go through the pipe,
+    /// large payloads still through the region).
     #[arg(short = 'o', value_name = "OPTIONS", action = clap::ArgAction::Append)]
     pub(crate) options: Vec<String>,
 

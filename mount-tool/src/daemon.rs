@@ -28,6 +28,9 @@ pub(crate) fn start_builtin(name: &str, options: DaemonOptions) -> Result<Client
     if options.no_region {
         command.env(scheme_bridge::region::ENV_ENABLE, "0");
     }
+    if options.no_ring {
+        command.env(scheme_bridge::ring::ENV_ENABLE, "0");
+    }
     connect(command, name).with_context(|| format!("daemon for {name:?} failed to start"))
 }
 

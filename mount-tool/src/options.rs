@@ -14,6 +14,8 @@ pub(crate) struct DaemonOptions {
     pub(crate) busy_poll: Option<std::time::Duration>,
     /// `-o noregion`: large payloads go through the pipe, not a shared memory region.
     pub(crate) no_region: bool,
+    /// `-o noring`: frames go through the pipe, not the region's rings.
+    pub(crate) no_ring: bool,
 }
 
 /// Parses every `-o` argument (each a comma-separated list) into `config` and `daemon`.
@@ -57,10 +59,11 @@ pub(crate) fn apply(
                 daemon.limits.call_timeout = (!timeout.is_zero()).then_some(timeout);
             }
             ("noregion", None) => daemon.no_region = true,
+            ("noring", None) => daemon.no_ring = true,
             ("busy_poll", Some(v)) => {
                 daemon.busy_poll = Some(std::time::Duration::from_micros(number(key, v)?.into()));
             }
-            (key, _) => bail!("unknown mount option {key:?} (known: ro, allow_other, default_permissions, uid=N, gid=N, max_write=N, read_ahead_kb=N, max_bytes=N, entry_timeout=S, attr_timeout=S, noauto_unmount, intr, nointr, max_requests=N, max_handles=N, call_timeout=S, busy_poll=US, noregion)"),
+            (key, _) => bail!("unknown mount option {key:?} (known: ro, allow_other, default_permissions, uid=N, gid=N, max_write=N, read_ahead_kb=N, max_bytes=N, entry_timeout=S, attr_timeout=S, noauto_unmount, intr, nointr, max_requests=N, max_handles=N, call_timeout=S, busy_poll=US, noregion, noring)"),
         }
     }
     Ok(())

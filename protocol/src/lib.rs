@@ -22,5 +22,6 @@ pub use error::{Error, Result};
 pub use handshake::{handshake, hello, Peer, MIN_FRAME};
 pub use message::{
     Call, Caller, Errno, Fd, Frame, Hello, PathStep, Reply, Response, Stat, StatVfs, Tag, TimeSpec,
-    FEATURE_COMPOUND, FEATURE_PATH_STEPS, FEATURE_REGION, MAGIC, MAX_PATH_STEPS, VERSION,
+    FEATURE_COMPOUND, FEATURE_PATH_STEPS, FEATURE_REGION, FEATURE_RING, MAGIC, MAX_PATH_STEPS,
+    VERSION,
 };

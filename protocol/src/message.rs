@@ -27,6 +27,11 @@ pub const FEATURE_COMPOUND: u64 = 2;
 /// [`Hello::features`] bit: the compound call [`Call::OnPath`]. Set as [`FEATURE_COMPOUND`] is.
 pub const FEATURE_PATH_STEPS: u64 = 4;
 
+/// [`Hello::features`] bit: after the hellos, frames go through the two rings at the end of
+/// the payload region instead of the pipes, which then carry only wake-up bytes (PROTOCOL.md,
+/// "Frame rings"). Set as [`FEATURE_REGION`] is, when the region has room for the rings.
+pub const FEATURE_RING: u64 = 8;
+
 /// The most [`PathStep`]s one [`Call::OnPath`] may carry.
 pub const MAX_PATH_STEPS: usize = 8;
 

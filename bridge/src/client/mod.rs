@@ -28,8 +28,8 @@ use crossbeam_channel::Receiver;
 use log::{debug, error, warn};
 use scheme_protocol::{
     handshake, hello, Bytes, Call, Caller, Errno, Fd, Frame, FrameReader, FrameWriter, Peer, Reply,
-    Stat, StatVfs, Tag, TimeSpec, FEATURE_COMPOUND, FEATURE_PATH_STEPS, FEATURE_REGION, MAX_FRAME,
-    MAX_OVERHEAD,
+    Stat, StatVfs, Tag, TimeSpec, FEATURE_COMPOUND, FEATURE_PATH_STEPS, FEATURE_REGION,
+    FEATURE_RING, MAX_FRAME, MAX_OVERHEAD,
 };
 
 /// The capacity asked for the pipes to a spawned daemon: one 1 MiB payload plus its header.
@@ -152,6 +152,7 @@ impl Client {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let expected = scheme.to_owned();
         let poll_fd = rustix::io::dup(&stdout).ok();
+        let offer = offer.map(|slots| (slots, rustix::io::dup(&stdin).ok()));
         std::thread::spawn(move || {
             let stdout = crate::busy_poll::BusyPoll::following_streams(stdout);
             let _ = tx.send(Self::connect_wire(stdout, poll_fd, stdin, &expected, offer));
@@ -188,13 +189,14 @@ impl Client {
 
     /// Handshakes; `poll_fd` (the reader's pipe) lets blocked callers read the wire
     /// themselves until a reader thread is needed (see `wire.rs`); `offer` is the payload
-    /// region handed to the daemon, kept if it says it mapped it.
+    /// region handed to the daemon, kept if it says it mapped it, with the daemon's pipe to
+    /// wake it if frames go through the region's rings.
     fn connect_wire(
         reader: impl Read + Send + 'static,
         poll_fd: Option<std::os::fd::OwnedFd>,
         writer: impl Write + Send + 'static,
         scheme: &str,
-        offer: Option<Arc<Slots>>,
+        offer: Option<(Arc<Slots>, Option<std::os::fd::OwnedFd>)>,
     ) -> scheme_protocol::Result<Client> {
         let hangup_fd = poll_fd.as_ref().and_then(|fd| fd.try_clone().ok());
         let reader = crate::source::Source::new(Box::new(reader), poll_fd);
@@ -203,11 +205,26 @@ impl Client {
             FrameWriter::new(Box::new(writer), MAX_FRAME);
         let mut ours = hello(scheme, MAX_FRAME);
         ours.features |= FEATURE_COMPOUND | FEATURE_PATH_STEPS;
-        if offer.is_some() {
+        if let Some((slots, pipe)) = &offer {
             ours.features |= FEATURE_REGION;
+            if pipe.is_some() && crate::ring::offered(slots.region().len()) {
+                ours.features |= FEATURE_RING;
+            }
         }
         let peer = handshake(&mut frames_in, &mut frames_out, &ours)?;
-        let region = offer.filter(|_| peer.features & FEATURE_REGION != 0);
+        let (region, ring_pipe) = match offer {
+            Some((slots, pipe)) if peer.features & FEATURE_REGION != 0 => (Some(slots), pipe),
+            _ => (None, None),
+        };
+        let mut busy_poll = crate::busy_poll::window();
+        if let (Some(slots), Some(pipe)) = (&region, ring_pipe) {
+            if peer.features & FEATURE_RING != 0 {
+                let region = slots.shared_region();
+                let out = crate::ring::Direction::ToDaemon;
+                crate::ring::take_over(&mut frames_in, &mut frames_out, &region, out, pipe, true)?;
+                busy_poll = crate::busy_poll::configured();
+            }
+        }
         let (event_path, event_rx) = Events::new();
         let inner = Inner {
             out: Mutex::new(Some(frames_out)),
@@ -215,10 +232,7 @@ impl Client {
             next_tag: AtomicU64::new(1),
             events: event_rx,
             event_path: Arc::new(event_path),
-            wire: Arc::new(Mutex::new(Some(WireIn {
-                frames: frames_in,
-                busy_poll: crate::busy_poll::window(),
-            }))),
+            wire: Arc::new(Mutex::new(Some(WireIn { frames: frames_in, busy_poll }))),
             hangup_fd,
             peer,
             child: Mutex::new(None),

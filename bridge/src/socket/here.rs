@@ -129,12 +129,15 @@ impl SchemeSocket {
     }
 
     /// Sleeps until the wire is readable (or hung up) or the bell rings.
-    fn sleep_here(&self) {
+    fn sleep_here(&mut self) {
         let (Some(frames), Some(Server { bell, .. })) =
-            (self.here.as_ref(), self.shared.server.get())
+            (self.here.as_mut(), self.shared.server.get())
         else {
             return;
         };
+        if !frames.get_mut().get_mut().arm() {
+            return;
+        }
         let Some(pipe) = wire_pipe(frames) else { return };
         let mut fds = [PollFd::new(&pipe, PollFlags::IN), PollFd::new(bell, PollFlags::IN)];
         // EINTR: the caller looks again.

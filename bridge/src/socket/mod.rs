@@ -15,7 +15,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use log::error;
 use scheme_protocol::{
     handshake, hello, Call, Frame, FrameReader, FrameWriter, Tag, FEATURE_COMPOUND,
-    FEATURE_PATH_STEPS, FEATURE_REGION, MAX_FRAME, MAX_OVERHEAD,
+    FEATURE_PATH_STEPS, FEATURE_REGION, FEATURE_RING, MAX_FRAME, MAX_OVERHEAD,
 };
 use syscall::data::Packet;
 
@@ -99,11 +99,12 @@ impl SchemeSocket {
     /// `println!` cannot corrupt the wire.
     pub fn stdio(scheme: &str) -> io::Result<SchemeSocket> {
         let wire_out = File::from(rustix::io::dup(io::stdout())?);
+        let ring_pipe = rustix::io::dup(io::stdout()).ok();
         rustix::stdio::dup2_stdout(io::stderr())?;
         let wire_in = crate::busy_poll::BusyPoll::new(File::from(rustix::io::dup(io::stdin())?));
         let pipe = rustix::io::dup(io::stdin()).ok();
-        Self::handshaken(wire_in, pipe, wire_out, scheme, crate::region::from_env())
-            .map_err(io::Error::other)
+        let region = crate::region::from_env().map(|region| (region, ring_pipe));
+        Self::handshaken(wire_in, pipe, wire_out, scheme, region).map_err(io::Error::other)
     }
 
     /// Handshakes over `reader`/`writer` (the caller side must handshake too) and starts the
@@ -130,14 +131,15 @@ impl SchemeSocket {
         Self::handshaken(reader, Some(pipe), writer, scheme, None)
     }
 
-    /// Like [`SchemeSocket::new`], also offering the payload `region` if there is one; `pipe`
-    /// is the same pipe as `reader`, if it is one (to read it without waiting).
+    /// Like [`SchemeSocket::new`], also offering the payload `region` if there is one, with
+    /// the frame rings at its end if it has them and the caller's pipe to wake it is given;
+    /// `pipe` is the same pipe as `reader`, if it is one (to read it without waiting).
     fn handshaken(
         reader: impl Read + Send + 'static,
         pipe: Option<OwnedFd>,
         writer: impl Write + Send + 'static,
         scheme: &str,
-        region: Option<Region>,
+        region: Option<(Region, Option<OwnedFd>)>,
     ) -> scheme_protocol::Result<SchemeSocket> {
         let source = Source::new(Box::new(reader), pipe);
         let mut frames_in =
@@ -145,11 +147,28 @@ impl SchemeSocket {
         let mut frames_out: Writer = FrameWriter::new(Box::new(writer), MAX_FRAME);
         let mut ours = hello(scheme, MAX_FRAME);
         ours.features |= FEATURE_COMPOUND | FEATURE_PATH_STEPS;
-        if region.is_some() {
+        let wire_is_pipe = frames_in.get_ref().get_ref().pipe().is_some();
+        if let Some((region, ring_pipe)) = &region {
             ours.features |= FEATURE_REGION;
+            if ring_pipe.is_some() && wire_is_pipe && crate::ring::offered(region.len()) {
+                ours.features |= FEATURE_RING;
+            }
         }
         let peer = handshake(&mut frames_in, &mut frames_out, &ours)?;
-        let region = region.filter(|_| peer.features & FEATURE_REGION != 0).map(Arc::new);
+        let (region, ring_pipe) = match region {
+            Some((region, pipe)) if peer.features & FEATURE_REGION != 0 => {
+                (Some(Arc::new(region)), pipe)
+            }
+            _ => (None, None),
+        };
+        let mut busy_poll = crate::busy_poll::window();
+        if let (Some(region), Some(pipe)) = (&region, ring_pipe) {
+            if peer.features & FEATURE_RING != 0 {
+                let out = crate::ring::Direction::ToCaller;
+                crate::ring::take_over(&mut frames_in, &mut frames_out, region, out, pipe, false)?;
+                busy_poll = crate::busy_poll::configured();
+            }
+        }
         let (tx, rx) = crossbeam_channel::unbounded();
         let max_payload = peer.max_frame.saturating_sub(MAX_OVERHEAD);
         let shared = Arc::new(Shared::new(frames_out, tx.clone(), max_payload, region));
@@ -158,7 +177,7 @@ impl SchemeSocket {
             inbound: rx,
             closed: false,
             nonblocking: false,
-            busy_poll: crate::busy_poll::window(),
+            busy_poll,
             unread: Some((frames_in, tx, scheme.to_owned())),
             here: None,
             wake_owed: false,

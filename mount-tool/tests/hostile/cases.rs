@@ -64,6 +64,8 @@ pub const CASES: &[(&str, Case)] = &[
     ("stall", stall),
     ("flood", flood),
     ("compound", compound),
+    ("ring-head", ring_head),
+    ("ring-tail", ring_tail),
 ];
 
 fn show(outcome: &Option<Outcome>) -> String {
@@ -324,6 +326,42 @@ fn unsound(mode: &str, bad_read_ok: &[Outcome]) -> Report {
     reason_since(&mut report, &mount, mark, "the broken stream");
     report.check(!mount.panicked(), "a panic was logged");
     report
+}
+
+/// ring-head and ring-tail: the daemon agreed to the frame rings and then wrote an index no
+/// ring can have into one of them. The stream is broken as soon as the mount reads the ring
+/// (at once: it reads the replies' ring from the start) or writes its first call: the reason
+/// is logged, a call fails (EIO, or the mount is already gone), and the mount ends, as for any
+/// broken stream; nothing reads or writes outside the region (no crash).
+fn broken_ring(mode: &str) -> Report {
+    let mut report = Report::default();
+    let mut mount = Mount::start(mode);
+    let got = read(&mount, "good", 4096);
+    report.check(
+        matches!(got, Some(Outcome::Err(_))),
+        format!("read good: {} (want an error)", show(&got)),
+    );
+    let status = mount.wait_exit(PROMPTLY);
+    report.check(
+        status.is_some_and(|s| !s.success()),
+        format!("schememount should exit non-zero: {status:?}"),
+    );
+    report.check(!mount.is_mounted(), "the mount is still there");
+    let lines = reason_since(&mut report, &mount, 0, "the broken ring");
+    report.check(
+        lines.iter().any(|line| line.contains("ring")),
+        format!("the reason should name the ring: {lines:?}"),
+    );
+    report.check(!mount.panicked(), "a panic was logged");
+    report
+}
+
+fn ring_head() -> Report {
+    broken_ring("ring-head")
+}
+
+fn ring_tail() -> Report {
+    broken_ring("ring-tail")
 }
 
 fn huge_frame() -> Report {

@@ -12,9 +12,11 @@ use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use scheme_bridge::region::Region;
+use scheme_bridge::ring;
 use scheme_protocol::{
     handshake, hello, Call, Errno, Fd, Frame, FrameReader, FrameWriter, Reply, Response, Stat, Tag,
-    FEATURE_COMPOUND, FEATURE_PATH_STEPS, MAX_FRAME,
+    FEATURE_COMPOUND, FEATURE_PATH_STEPS, FEATURE_REGION, FEATURE_RING, MAX_FRAME,
 };
 
 /// `good`'s content (a regular file of this size).
@@ -64,6 +66,11 @@ pub enum Mode {
     /// answered with a value, every `OpenStat` (a create) with a stat and no handle, and an
     /// `OnPath` of `hold` (a chmod: `bad` fails at its lookup already) with data.
     Compound,
+    /// Maps the payload region, agrees to the frame rings, then writes a `head` no ring can
+    /// have into the ring it writes (replies), and reads nothing.
+    RingHead,
+    /// The same with the `tail` of the ring it reads (calls): the caller side's writes fail.
+    RingTail,
 }
 
 impl Mode {
@@ -80,6 +87,8 @@ impl Mode {
             "stall" => Mode::Stall,
             "flood" => Mode::Flood,
             "compound" => Mode::Compound,
+            "ring-head" => Mode::RingHead,
+            "ring-tail" => Mode::RingTail,
             _ => return None,
         })
     }
@@ -120,9 +129,17 @@ pub fn run(mode: Mode) -> i32 {
     if mode == Mode::Compound {
         ours.features |= FEATURE_COMPOUND | FEATURE_PATH_STEPS;
     }
+    let region = matches!(mode, Mode::RingHead | Mode::RingTail).then(map_region);
+    if let Some(region) = &region {
+        ours.features |= FEATURE_REGION | FEATURE_RING;
+        say(&format!("mapped the payload region, {} bytes", region.len()));
+    }
     if let Err(err) = handshake(&mut reader, &mut writer, &ours) {
         say(&format!("handshake failed: {err}"));
         return 1;
+    }
+    if let Some(region) = region {
+        return scribble_on_rings(&region, mode, reader.get_mut());
     }
     let out = Arc::new(Mutex::new(writer));
     let mut daemon = Daemon {
@@ -154,6 +171,34 @@ pub fn run(mode: Mode) -> i32 {
             }
         }
     }
+}
+
+/// The region the caller side handed over (`SCHEME_BRIDGE_REGION_FD`), mapped.
+fn map_region() -> Region {
+    let fd: i32 = std::env::var(scheme_bridge::region::ENV_FD)
+        .ok()
+        .and_then(|fd| fd.parse().ok())
+        .expect("a payload region was offered");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/proc/self/fd/{fd}"))
+        .expect("the region opens");
+    Region::map(file.into()).expect("the region maps")
+}
+
+/// Writes an index no ring can have (`ring-head`: the head of the replies' ring;
+/// `ring-tail`: the tail of the calls' ring), then reads its pipe (wake-up bytes) to the end.
+fn scribble_on_rings(region: &Region, mode: Mode, stdin: &mut impl std::io::Read) -> i32 {
+    let at = match mode {
+        Mode::RingHead => ring::Direction::ToCaller.header_at() + ring::HEAD,
+        _ => ring::Direction::ToDaemon.header_at() + ring::TAIL,
+    };
+    let nonsense = (3 * ring::BYTES as u64).to_le_bytes();
+    assert!(region.copy_in(at, &nonsense), "the ring header is inside the region");
+    say(&format!("wrote index {} at byte {at} of the region", 3 * ring::BYTES));
+    let _ = std::io::copy(stdin, &mut std::io::sink());
+    0
 }
 
 impl Daemon {
