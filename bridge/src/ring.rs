@@ -122,7 +122,8 @@ pub(crate) struct RingWriter {
 }
 
 impl RingWriter {
-    /// Writes into ring `direction` of `region`, waking its reader through `pipe`.
+    /// Writes into ring `direction` of `region` (a fresh one: the stream starts at byte 0),
+    /// waking its reader through `pipe`.
     pub(crate) fn new(
         region: Arc<Region>,
         direction: Direction,
@@ -130,8 +131,7 @@ impl RingWriter {
         window: Duration,
     ) -> Option<RingWriter> {
         let ring = Ring::new(region, direction)?;
-        let head = ring.word(HEAD).load(Ordering::Acquire);
-        Some(RingWriter { ring, head, pipe, window })
+        Some(RingWriter { ring, head: 0, pipe, window })
     }
 
     /// Bytes free now; an error if the reader's index makes no sense.
@@ -165,7 +165,14 @@ impl RingWriter {
         fence(Ordering::SeqCst);
         let sleeping = self.ring.flag(SLEEPING);
         if sleeping.load(Ordering::Relaxed) != 0 && sleeping.swap(0, Ordering::AcqRel) != 0 {
-            rustix::io::write(&self.pipe, &[0]).map_err(io::Error::from)?;
+            // The bytes are out: a signal must not make the caller write them again.
+            loop {
+                match rustix::io::write(&self.pipe, &[0]) {
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(err) => return Err(err.into()),
+                    Ok(_) => break,
+                }
+            }
         }
         Ok(())
     }
@@ -253,11 +260,10 @@ pub(crate) struct RingReader {
 }
 
 impl RingReader {
-    /// Reads ring `direction` of `region`.
+    /// Reads ring `direction` of `region` (a fresh one: the stream starts at byte 0).
     pub(crate) fn new(region: Arc<Region>, direction: Direction) -> Option<RingReader> {
         let ring = Ring::new(region, direction)?;
-        let tail = ring.word(TAIL).load(Ordering::Acquire);
-        Some(RingReader { ring, tail, armed: false })
+        Some(RingReader { ring, tail: 0, armed: false })
     }
 
     /// Bytes waiting; an error if the writer's index makes no sense.
