@@ -23,12 +23,13 @@ COLORS = OrderedDict(
         ("sshfs", "#54a24b"),
         ("frames", "#f58518"),
         ("chain", "#72b7b2"),
-        ("ring", "#eeca3b"),
+        ("shared", "#ff9da6"),
+        ("loop", "#eeca3b"),
         ("pipe", "#b279a2"),
     ]
 )
 FS_CONTENDERS = ["tmpfs", "inproc", "bridge", "sshfs"]
-PIPE_CONTENDERS = ["bridge", "frames", "chain", "ring", "pipe"]  # frames, chain, ring: round trips only
+PIPE_CONTENDERS = ["bridge", "frames", "chain", "shared", "loop", "pipe"]  # all but bridge, pipe: round trips only
 TITLES = {
     "unpinned": "unpinned (the scheduler places every process)",
     "cpu0": "pinned: every process on CPU 0",
@@ -88,7 +89,7 @@ def groups_for(values, placement, metrics):
         contenders = PIPE_CONTENDERS if is_pipe else FS_CONTENDERS
         contenders = [
             c for c in contenders
-            if c not in ("frames", "chain", "ring") or (placement, c, metric) in values
+            if c not in ("frames", "chain", "shared", "loop") or (placement, c, metric) in values
         ]
         reference = "pipe" if is_pipe else "inproc"
         ref = median(values.get((placement, reference, metric), []))

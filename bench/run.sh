@@ -18,8 +18,8 @@
 #   NMETA [2000]     files created, statted and unlinked per run
 #   NLS [1000]       entries of the directory `ls -l` lists
 #   NOPEN [5000]     open+read+close of a 4 KiB file per run
-#   NRTT [20000]     round trips per run, over the wire, as bare frames, over a pipe and through a
-#                    three-process pipe chain and ring (1 B, 4 KiB)
+#   NRTT [20000]     round trips per run, over the wire, as bare frames, over a pipe, through
+#                    three-process chains over pipes and over shared memory, and a loop (1 B, 4 KiB)
 #   OUT [bench/results/latest]  output prefix: OUT.md (tables, machine, command), OUT.tsv
 #                    (every measurement), OUT.svg (bench/plot.py)
 #   TIMEOUT [600]    seconds before one workload is given up on (it is reported as err)
@@ -278,7 +278,8 @@ ipc_suite() { # PLACEMENT REP
         measure "$placement" bridge "$rep" wire-rtt --size "$size" --count "$NRTT" --daemon "$ZEROD"
         measure "$placement" frames "$rep" frame-rtt --size "$size" --count "$NRTT"
         measure "$placement" chain "$rep" chain-rtt --size "$size" --count "$NRTT"
-        measure "$placement" ring "$rep" ring-rtt --size "$size" --count "$NRTT"
+        measure "$placement" shared "$rep" shared-chain-rtt --size "$size" --count "$NRTT"
+        measure "$placement" loop "$rep" loop-rtt --size "$size" --count "$NRTT"
         measure "$placement" pipe "$rep" pipe-rtt --size "$size" --count "$NRTT"
     done
 }
@@ -358,12 +359,15 @@ fuser_version=$(awk '/^name = "fuser"$/ { getline; gsub(/[^0-9.]/, ""); print; e
   frames; frames: the same ping-pong with the real frames, encoded and decoded by the codec on
   both ends (the serialized wire alone, without the client library and the daemon's packets);
   chain: the pipe's bytes through a relay process to its echo child and back (three processes,
-  as program, FUSE server and daemon are); ring: the same bytes to a forwarding process, on to
-  the echo process and straight back to the first (as if the daemon answered the kernel
-  itself, which the bridge does not do). µs per round trip.
+  as program, FUSE server and daemon are); shared: the same, with the relay's hop to the echo
+  process through shared memory, the CPU handed over with \`sched_yield\` (as the bridge's frame
+  rings do); loop: the same bytes to a forwarding process, on to the echo process and straight
+  back to the first (as if the daemon answered the kernel itself, which the bridge does not
+  do). µs per round trip.
 - Floor (pinned only): what bridge/inproc of a pread would be if the bridge's hop cost only what
-  a third process adds to a pipe ping-pong: (inproc pread + chain - pipe) / inproc pread; and
-  with ring instead of chain, the floor of a daemon answering the kernel itself.
+  a third process adds to a pipe ping-pong: (inproc pread + chain - pipe) / inproc pread; with
+  shared instead of chain, the same over frame rings; with loop, the floor of a daemon
+  answering the kernel itself.
 - n/a: the file system refused O_DIRECT (EINVAL). err: the workload failed (see below).
 
 ### Failures

@@ -138,7 +138,7 @@ impl Region {
 
     /// Copies the bytes at `at` into `out`; `false` (nothing copied) if they do not lie
     /// inside the region.
-    pub(crate) fn copy_to(&self, at: u64, out: &mut [u8]) -> bool {
+    pub fn copy_to(&self, at: u64, out: &mut [u8]) -> bool {
         let Some(addr) = self.address(at, out.len() as u64) else { return false };
         // SAFETY: as in `copy_in`, the source range is inside our live mapping and `out` is a
         // separate allocation of exactly that length.
@@ -148,7 +148,7 @@ impl Region {
 
     /// The 8 bytes at `at` as an atomic, shared with the peer; `None` if they are outside the
     /// region or not 8-aligned.
-    pub(crate) fn atomic_u64(&self, at: u64) -> Option<&AtomicU64> {
+    pub fn atomic_u64(&self, at: u64) -> Option<&AtomicU64> {
         let addr = self.address(at, 8).filter(|addr| addr % 8 == 0)?;
         // SAFETY: inside our mapping (checked), aligned (checked), initialised (file pages),
         // and mapped as long as `self` lives, which bounds the reference. `AtomicU64` has the

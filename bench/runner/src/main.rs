@@ -13,7 +13,8 @@
 //! schemebench wire-rtt --daemon zerod --size 4k # Client::read round trips to zerod
 //! schemebench pipe-rtt --size 4k                # raw pipe ping-pong with the same frame sizes
 //! schemebench chain-rtt --size 4k               # the same bytes through a relay process
-//! schemebench ring-rtt --size 4k                # ... round a ring of three processes
+//! schemebench shared-chain-rtt --size 4k        # ... with the relay's hop through shared memory
+//! schemebench loop-rtt --size 4k                # ... round a loop of three processes
 //! schemebench report results.tsv                # markdown tables from run.sh's raw TSV
 //! ```
 
@@ -60,15 +61,21 @@ enum Command {
     FrameRtt(rtt::PipeArgs),
     /// Round trips of pipe-rtt's bytes through a relay process to its echo child (3 processes).
     ChainRtt(rtt::PipeArgs),
+    /// chain-rtt with the relay's hop to its echo child through shared memory (the CPU handed
+    /// over with sched_yield), as the bridge's frame rings.
+    SharedChainRtt(rtt::PipeArgs),
     /// Round trips of pipe-rtt's bytes to a forwarding process, on to an echo process and
-    /// straight back (3 processes in a ring).
-    RingRtt(rtt::PipeArgs),
+    /// straight back (3 processes in a loop).
+    LoopRtt(rtt::PipeArgs),
     /// Internal: the answering child of pipe-rtt.
     #[command(hide = true)]
     PipeEcho(rtt::EchoArgs),
     /// Internal: the relay child of chain-rtt.
     #[command(hide = true)]
     PipeRelay(rtt::RelayArgs),
+    /// Internal: the echo child of shared-chain-rtt's relay.
+    #[command(hide = true)]
+    SharedEcho(rtt::SharedEchoArgs),
     /// Markdown tables (median (min-max) per metric and contender) from run.sh's raw TSV.
     Report(report::ReportArgs),
 }
@@ -83,10 +90,12 @@ fn main() -> ExitCode {
         Command::PipeRtt(args) => (vec![args.metric()], args.run()),
         Command::FrameRtt(args) => (vec![args.metric()], args.run_frames()),
         Command::ChainRtt(args) => (vec![args.metric()], args.run_chain()),
-        Command::RingRtt(args) => (vec![args.metric()], args.run_ring()),
+        Command::SharedChainRtt(args) => (vec![args.metric()], args.run_shared_chain()),
+        Command::LoopRtt(args) => (vec![args.metric()], args.run_loop()),
         Command::StreamWriter(args) => return finish(args.run()),
         Command::PipeEcho(args) => return finish(args.run()),
         Command::PipeRelay(args) => return finish(args.run()),
+        Command::SharedEcho(args) => return finish(args.run()),
         Command::Report(args) => return finish(args.run()),
     };
     match result {

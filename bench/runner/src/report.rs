@@ -3,13 +3,15 @@
 //!
 //! Per placement, two tables: the file-system metrics with one column per contender (tmpfs,
 //! inproc, bridge, sshfs) and the ratios bridge/inproc and bridge/sshfs, and the metrics that
-//! compare the bridge's path with a plain pipe (contenders bridge, frames, chain, ring and
-//! pipe: frames is the codec alone over the same pipe, chain the pipe's bytes through a third
-//! process and back, ring through a third process that replies straight to the first, all
+//! compare the bridge's path with a plain pipe (contenders bridge, frames, chain, shared, loop
+//! and pipe: frames is the codec alone over the same pipe, chain the pipe's bytes through a
+//! third process and back, shared the same with that hop through shared memory (as the
+//! bridge's frame rings), loop through a third process that replies straight to the first, all
 //! measured for round trips only), then the floors of the one-round-trip ratio: what a pread's
-//! bridge/inproc ratio would be if the bridge's hop cost only what a third process in a pipe
-//! ping-pong costs (chain minus pipe), and the same for a daemon that answered the kernel
-//! itself (ring minus pipe), a design the bridge does not use. A cell is the
+//! bridge/inproc ratio would be if the bridge's hop cost only what a third process in a
+//! ping-pong costs (chain minus pipe; shared minus pipe with frame rings), and the same for a
+//! daemon that answered the kernel itself (loop minus pipe), a design the bridge does not use.
+//! A cell is the
 //! median (min-max) over the repetitions; ratios divide medians. Rows, columns and placements
 //! keep the order in which they first appear in the TSV, so the output is deterministic.
 
@@ -23,7 +25,7 @@ use clap::Args;
 /// The contenders of the file-system table, in column order.
 const FS_CONTENDERS: [&str; 4] = ["tmpfs", "inproc", "bridge", "sshfs"];
 /// The contenders of the bridge-path-vs-pipe table.
-const PIPE_CONTENDERS: [&str; 5] = ["bridge", "frames", "chain", "ring", "pipe"];
+const PIPE_CONTENDERS: [&str; 6] = ["bridge", "frames", "chain", "shared", "loop", "pipe"];
 
 /// The preads whose one round trip the floor is about, with the round trips of their size.
 const ONE_ROUND_TRIP: [(&str, &str); 2] =
@@ -123,8 +125,13 @@ fn render(results: &Results) -> String {
         }
         if !pipe.is_empty() {
             out.push_str("The bridge's path (chan mount, `Client` wire) next to a plain pipe:\n\n");
-            let ratios =
-                [("bridge", "pipe"), ("frames", "pipe"), ("chain", "pipe"), ("ring", "pipe")];
+            let ratios = [
+                ("bridge", "pipe"),
+                ("frames", "pipe"),
+                ("chain", "pipe"),
+                ("shared", "pipe"),
+                ("loop", "pipe"),
+            ];
             table(&mut out, results, placement, &pipe, &PIPE_CONTENDERS, &ratios);
         }
         floors(&mut out, results, placement);
@@ -133,7 +140,8 @@ fn render(results: &Results) -> String {
 }
 
 /// The floors of each pread's bridge/inproc ratio, (inproc + hop - pipe) / inproc of medians,
-/// where the hop is chain (the bridge's layout) or ring (a daemon answering the kernel itself);
+/// where the hop is chain (the bridge's layout over pipes), shared (over frame rings) or loop (a
+/// daemon answering the kernel itself);
 /// pinned only, where every hand-off between processes is a context switch (unpinned, the
 /// bridge's busy polling makes its hop cheaper than a sleeping pipe's).
 fn floors(out: &mut String, results: &Results, placement: &str) {
@@ -141,8 +149,9 @@ fn floors(out: &mut String, results: &Results, placement: &str) {
         return;
     }
     let layouts = [
-        ("Floor of bridge/inproc for one round trip", "chain"),
-        ("Floor if the daemon answered the kernel itself (a design not used)", "ring"),
+        ("Floor of bridge/inproc for one round trip over pipes", "chain"),
+        ("Floor of bridge/inproc for one round trip over frame rings", "shared"),
+        ("Floor if the daemon answered the kernel itself (a design not used)", "loop"),
     ];
     for (title, hop) in layouts {
         let mut lines = Vec::new();
@@ -306,11 +315,13 @@ unpinned\tbridge\trtt_1b\tus/op\t1\t20
 unpinned\tframes\trtt_1b\tus/op\t1\t12
 unpinned\tpipe\trtt_1b\tus/op\t1\t10
 unpinned\tchain\trtt_1b\tus/op\t1\t25
-unpinned\tring\trtt_1b\tus/op\t1\t16
+unpinned\tshared\trtt_1b\tus/op\t1\t18
+unpinned\tloop\trtt_1b\tus/op\t1\t16
 unpinned\tinproc\tpread_1b_direct\tus/op\t1\t30
 cpu0\tpipe\trtt_1b\tus/op\t1\t10
 cpu0\tchain\trtt_1b\tus/op\t1\t25
-cpu0\tring\trtt_1b\tus/op\t1\t16
+cpu0\tshared\trtt_1b\tus/op\t1\t19
+cpu0\tloop\trtt_1b\tus/op\t1\t16
 cpu0\tinproc\tpread_1b_direct\tus/op\t1\t30
 unpinned\tbridge\tstream_64k\tMB/s\t1\t900
 unpinned\tpipe\tstream_64k\tMB/s\t1\t1000
@@ -324,28 +335,32 @@ unpinned\tpipe\tstream_64k\tMB/s\t1\t1000
         ), "{text}");
         assert!(
             text.contains(
-                "| rtt_1b | µs/op | lower | 20.0 | 12.0 | 25.0 | 16.0 | 10.0 | 2.00 | 1.20 | 2.50 | 1.60 |"
+                "| rtt_1b | µs/op | lower | 20.0 | 12.0 | 25.0 | 18.0 | 16.0 | 10.0 | 2.00 | 1.20 | 2.50 | 1.80 | 1.60 |"
             ),
             "{text}"
         );
         assert!(
             text.contains(
-                "| stream_64k | MB/s | higher | 900 | – | – | – | 1000 | 0.90 | – | – | – |"
+                "| stream_64k | MB/s | higher | 900 | – | – | – | – | 1000 | 0.90 | – | – | – | – |"
             ),
             "{text}"
         );
-        // (30 + 25 - 10) / 30 and (30 + 16 - 10) / 30, pinned only; the 4 KiB pread has no
-        // measurements, so no floor.
-        assert_eq!(text.matches("Floor ").count(), 2, "{text}");
+        // (30 + 25 - 10) / 30, (30 + 19 - 10) / 30 and (30 + 16 - 10) / 30, pinned only; the
+        // 4 KiB pread has no measurements, so no floor.
+        assert_eq!(text.matches("Floor ").count(), 3, "{text}");
+        assert!(
+            text.contains("over pipes, (inproc + chain - pipe) / inproc: pread_1b_direct 1.50\n"),
+            "{text}"
+        );
         assert!(
             text.contains(
-                "one round trip, (inproc + chain - pipe) / inproc: pread_1b_direct 1.50\n"
+                "over frame rings, (inproc + shared - pipe) / inproc: pread_1b_direct 1.30\n"
             ),
             "{text}"
         );
         assert!(
             text.contains(
-                "(a design not used), (inproc + ring - pipe) / inproc: pread_1b_direct 1.20\n"
+                "(a design not used), (inproc + loop - pipe) / inproc: pread_1b_direct 1.20\n"
             ),
             "{text}"
         );

@@ -14,7 +14,12 @@
 //!   child (`schemebench pipe-relay`) and its echo child, each hop a pair of pipes: the least a
 //!   request costs when a third process joins a ping-pong, as the daemon joins the program and
 //!   the FUSE server. Pinned to one CPU, chain minus pipe is the floor of the bridge's hop.
-//! - `ring-rtt`: the same bytes round a ring of three processes: this one writes the request to
+//! - `shared-chain-rtt`: `chain-rtt` with the relay's hop to its echo child through shared
+//!   memory instead of pipes, as the bridge's frame rings are: the relay copies the request in,
+//!   bumps a counter and yields the CPU until the echo child, which watches the counter
+//!   (yielding between looks, for the whole run), has copied the reply in and bumped it again.
+//!   Pinned to one CPU, shared-chain minus pipe is the floor of the bridge's hop with frame rings.
+//! - `loop-rtt`: the same bytes round a loop of three processes: this one writes the request to
 //!   a forwarding child, which passes it to the echo child, whose reply comes straight back
 //!   here. It is the floor of a design the bridge does not use, where the daemon would answer
 //!   the kernel itself (it would hold the FUSE device) instead of answering the mount.
@@ -23,13 +28,15 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
 use clap::Args;
+use scheme_bridge::region::Region;
 use scheme_bridge::Client;
 use scheme_protocol::codec::encode_frame;
 use scheme_protocol::{
@@ -74,6 +81,22 @@ pub(crate) struct RelayArgs {
     /// Bytes per reply.
     #[arg(long)]
     reply: usize,
+    /// Reach the echo child through shared memory instead of pipes (shared-chain-rtt).
+    #[arg(long)]
+    shared: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SharedEchoArgs {
+    /// Bytes per request to take.
+    #[arg(long)]
+    request: usize,
+    /// Bytes per reply to give.
+    #[arg(long)]
+    reply: usize,
+    /// The relay's shared memory file, as PID:FD (opened through /proc).
+    #[arg(long)]
+    region: String,
 }
 
 #[derive(Debug, Args)]
@@ -98,9 +121,12 @@ enum Payload {
     Frames,
     /// Bytes as long as the wire's frames, through a relay process to the echo process.
     Relayed,
+    /// Bytes as long as the wire's frames, through a relay process to the echo process over
+    /// shared memory.
+    SharedRelayed,
     /// Bytes as long as the wire's frames, through a forwarding process to the echo process,
     /// whose reply comes straight back.
-    Ring,
+    Loop,
 }
 
 /// Bytes read from a pipe at once by the frame readers, as the client's and the daemon's.
@@ -173,9 +199,14 @@ impl PipeArgs {
         self.ping_pong(Payload::Relayed)
     }
 
-    /// ring-rtt: the same bytes to a forwarding process, on to the echo process and back.
-    pub(crate) fn run_ring(&self) -> Result<Vec<Sample>> {
-        self.ping_pong(Payload::Ring)
+    /// shared-chain-rtt: chain-rtt with the relay's hop through shared memory.
+    pub(crate) fn run_shared_chain(&self) -> Result<Vec<Sample>> {
+        self.ping_pong(Payload::SharedRelayed)
+    }
+
+    /// loop-rtt: the same bytes to a forwarding process, on to the echo process and back.
+    pub(crate) fn run_loop(&self) -> Result<Vec<Sample>> {
+        self.ping_pong(Payload::Loop)
     }
 
     /// frame-rtt: the same ping-pong with real frames.
@@ -216,32 +247,33 @@ fn start_children(
     request_len: usize,
     reply_len: usize,
 ) -> Result<(Vec<Echo>, ChildStdin, ChildStdout)> {
-    let first = match payload {
-        Payload::Relayed => "pipe-relay",
-        _ => "pipe-echo",
+    let (first, flag) = match payload {
+        Payload::Relayed => ("pipe-relay", None),
+        Payload::SharedRelayed => ("pipe-relay", Some("--shared")),
+        Payload::Frames => ("pipe-echo", Some("--frames")),
+        _ => ("pipe-echo", None),
     };
-    let frames = payload == Payload::Frames;
-    let mut echo = spawn_echo(first, request_len, reply_len, frames, Stdio::piped())?;
+    let mut echo = spawn_echo(first, request_len, reply_len, flag, Stdio::piped())?;
     let from = echo.0.stdout.take().context("the echo process has no stdout")?;
     let to_echo = echo.0.stdin.take().context("the echo process has no stdin")?;
-    if payload != Payload::Ring {
+    if payload != Payload::Loop {
         return Ok((vec![echo], to_echo, from));
     }
     // A forwarder is an echo whose reply is as long as the request, written into the echo's
     // stdin.
     let mut forward =
-        spawn_echo("pipe-echo", request_len, request_len, false, Stdio::from(to_echo))?;
+        spawn_echo("pipe-echo", request_len, request_len, None, Stdio::from(to_echo))?;
     let to = forward.0.stdin.take().context("the forwarding process has no stdin")?;
     Ok((vec![forward, echo], to, from))
 }
 
-/// Starts this program as `subcommand` (`pipe-echo` or `pipe-relay`), requests on a new pipe,
-/// replies to `stdout`.
+/// Starts this program as `subcommand` (`pipe-echo` or `pipe-relay`, with `flag` if given),
+/// requests on a new pipe, replies to `stdout`.
 fn spawn_echo(
     subcommand: &str,
     request_len: usize,
     reply_len: usize,
-    frames: bool,
+    flag: Option<&str>,
     stdout: Stdio,
 ) -> Result<Echo> {
     let exe = std::env::current_exe().context("cannot find this program")?;
@@ -249,9 +281,7 @@ fn spawn_echo(
     command
         .args([subcommand, "--request", &request_len.to_string()])
         .args(["--reply", &reply_len.to_string()]);
-    if frames {
-        command.arg("--frames");
-    }
+    command.args(flag);
     let child = command
         .stdin(Stdio::piped())
         .stdout(stdout)
@@ -339,9 +369,12 @@ impl EchoArgs {
 impl RelayArgs {
     /// Passes each request on to an echo child and its reply back, until end of file.
     pub(crate) fn run(&self) -> Result<()> {
+        if self.shared {
+            return self.run_shared();
+        }
         let mut input = File::from(io::stdin().as_fd().try_clone_to_owned()?);
         let mut output = File::from(io::stdout().as_fd().try_clone_to_owned()?);
-        let mut echo = spawn_echo("pipe-echo", self.request, self.reply, false, Stdio::piped())?;
+        let mut echo = spawn_echo("pipe-echo", self.request, self.reply, None, Stdio::piped())?;
         let mut to = echo.0.stdin.take().context("the echo process has no stdin")?;
         let mut from = echo.0.stdout.take().context("the echo process has no stdout")?;
         let mut request = vec![0u8; self.request];
@@ -359,6 +392,106 @@ impl RelayArgs {
         drop(to); // the echo child sees end of file and exits
         let status = echo.0.wait().context("lost the echo process")?;
         ensure!(status.success(), "the echo process failed ({status})");
+        Ok(())
+    }
+}
+
+/// The shared memory of shared-chain-rtt: a counter (odd: a request waits; even: its reply;
+/// `u64::MAX`: the end) on its own page, then the request's bytes and the reply's.
+struct Shared {
+    region: Region,
+    request: usize,
+}
+
+impl Shared {
+    const DATA: u64 = 4096;
+
+    fn counter(&self) -> &AtomicU64 {
+        self.region.atomic_u64(0).expect("the counter is inside the region")
+    }
+
+    /// Yields the CPU until the counter is `want` (or the end); whether it is `want`.
+    fn wait_for(&self, want: u64, mut peer_alive: impl FnMut() -> bool) -> bool {
+        let mut looks = 0u32;
+        loop {
+            match self.counter().load(Ordering::Acquire) {
+                seen if seen == want => return true,
+                u64::MAX => return false,
+                _ => {}
+            }
+            std::thread::yield_now();
+            looks = looks.wrapping_add(1);
+            if looks.is_multiple_of(4096) && !peer_alive() {
+                return false;
+            }
+        }
+    }
+}
+
+impl RelayArgs {
+    /// The relay of shared-chain-rtt: requests from stdin into the shared memory, replies out
+    /// of it to stdout.
+    fn run_shared(&self) -> Result<()> {
+        let len = Shared::DATA as usize + self.request + self.reply;
+        let region = Region::create(len).context("cannot make the shared memory")?;
+        let shared = Shared { region, request: self.request };
+        let exe = std::env::current_exe().context("cannot find this program")?;
+        let place = format!("{}:{}", std::process::id(), shared.region.file().as_raw_fd());
+        let child = Command::new(exe)
+            .args(["shared-echo", "--request", &self.request.to_string()])
+            .args(["--reply", &self.reply.to_string(), "--region", &place])
+            .stdin(Stdio::null())
+            .spawn()
+            .context("cannot start the shared-echo process")?;
+        let mut echo = Echo(child);
+        let mut input = File::from(io::stdin().as_fd().try_clone_to_owned()?);
+        let mut output = File::from(io::stdout().as_fd().try_clone_to_owned()?);
+        let (mut request, mut reply) = (vec![0u8; self.request], vec![0u8; self.reply]);
+        let reply_at = Shared::DATA + self.request as u64;
+        for round in 0u64.. {
+            match input.read_exact(&mut request) {
+                Ok(()) => {}
+                Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => break,
+                Err(err) => return Err(err).context("read of a request failed"),
+            }
+            ensure!(shared.region.copy_in(Shared::DATA, &request), "request outside the region");
+            shared.counter().store(2 * round + 1, Ordering::Release);
+            let alive = || matches!(echo.0.try_wait(), Ok(None));
+            ensure!(shared.wait_for(2 * round + 2, alive), "the shared-echo process stopped");
+            ensure!(shared.region.copy_to(reply_at, &mut reply), "reply outside the region");
+            output.write_all(&reply).context("write of a reply failed")?;
+        }
+        shared.counter().store(u64::MAX, Ordering::Release);
+        let status = echo.0.wait().context("lost the shared-echo process")?;
+        ensure!(status.success(), "the shared-echo process failed ({status})");
+        Ok(())
+    }
+}
+
+impl SharedEchoArgs {
+    /// Answers each request in the relay's shared memory with a reply, until the end.
+    pub(crate) fn run(&self) -> Result<()> {
+        let (pid, fd) = self.region.split_once(':').context("--region is PID:FD")?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(format!("/proc/{pid}/fd/{fd}"))
+            .context("cannot open the relay's shared memory")?;
+        let region = Region::map(file.into()).context("cannot map the relay's shared memory")?;
+        let shared = Shared { region, request: self.request };
+        let reply = vec![0xa5u8; self.reply];
+        let mut request = vec![0u8; shared.request];
+        let reply_at = Shared::DATA + self.request as u64;
+        let parent = rustix::process::getppid();
+        let parent_alive = || rustix::process::getppid() == parent;
+        for round in 0u64.. {
+            if !shared.wait_for(2 * round + 1, parent_alive) {
+                return Ok(());
+            }
+            ensure!(shared.region.copy_to(Shared::DATA, &mut request), "request outside");
+            ensure!(shared.region.copy_in(reply_at, &reply), "reply outside the region");
+            shared.counter().store(2 * round + 2, Ordering::Release);
+        }
         Ok(())
     }
 }
