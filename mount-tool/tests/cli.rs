@@ -87,3 +87,40 @@ fn a_mount_made_right_after_u_at_the_same_path_stays() {
         assert!(ok, "{err}");
     }
 }
+
+/// When a mount ends, its daemon sees its stdin close and exits by itself: nothing the mount
+/// starts later (fusermount3, which stays running for auto_unmount) inherits a copy of the
+/// daemon's pipes. (A descriptor duplicated without close-on-exec once kept each daemon
+/// waiting until the mount killed it after its grace period: "did not exit after its stdin
+/// closed; killing it".)
+#[test]
+fn after_u_every_daemon_exits_by_itself() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    if !fuse_usable() {
+        return;
+    }
+    for scheme in ["ramfs", "chan", "zero"] {
+        let dir = tempfile::tempdir().unwrap();
+        let _clean_up = CleanUp(dir.path());
+        let path = dir.path().to_str().unwrap();
+        let mut child = Command::new(SCHEMEMOUNT)
+            .args([scheme, path, "-f"])
+            .env("SCHEMEMOUNT_STATUS_PIPE", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut ready).unwrap();
+        assert_eq!(ready.trim(), "ready", "{scheme}");
+        std::fs::read_dir(dir.path()).unwrap().for_each(drop);
+        let (ok, err) = run(&["-u", path]);
+        assert!(ok, "{scheme}: {err}");
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{scheme}: {:?}: {stderr}", out.status);
+        assert!(!stderr.contains("did not exit"), "{scheme}: {stderr}");
+    }
+}

@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::io::{BufReader, Read, Write};
+use std::os::fd::AsFd;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -151,8 +152,8 @@ impl Client {
         // exits) is killed after HANDSHAKE_TIMEOUT instead of hanging the caller.
         let (tx, rx) = crossbeam_channel::bounded(1);
         let expected = scheme.to_owned();
-        let poll_fd = rustix::io::dup(&stdout).ok();
-        let offer = offer.map(|slots| (slots, rustix::io::dup(&stdin).ok()));
+        let poll_fd = stdout.as_fd().try_clone_to_owned().ok();
+        let offer = offer.map(|slots| (slots, stdin.as_fd().try_clone_to_owned().ok()));
         std::thread::spawn(move || {
             let stdout = crate::busy_poll::BusyPoll::following_streams(stdout);
             let _ = tx.send(Self::connect_wire(stdout, poll_fd, stdin, &expected, offer));

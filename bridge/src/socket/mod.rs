@@ -7,7 +7,7 @@
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::mem::size_of;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 
@@ -98,11 +98,12 @@ impl SchemeSocket {
     /// daemon would `File::create(":name")`. Afterwards fd 1 points at stderr, so a stray
     /// `println!` cannot corrupt the wire.
     pub fn stdio(scheme: &str) -> io::Result<SchemeSocket> {
-        let wire_out = File::from(rustix::io::dup(io::stdout())?);
-        let ring_pipe = rustix::io::dup(io::stdout()).ok();
+        let wire_out = File::from(io::stdout().as_fd().try_clone_to_owned()?);
+        let ring_pipe = io::stdout().as_fd().try_clone_to_owned().ok();
         rustix::stdio::dup2_stdout(io::stderr())?;
-        let wire_in = crate::busy_poll::BusyPoll::new(File::from(rustix::io::dup(io::stdin())?));
-        let pipe = rustix::io::dup(io::stdin()).ok();
+        let wire_in =
+            crate::busy_poll::BusyPoll::new(File::from(io::stdin().as_fd().try_clone_to_owned()?));
+        let pipe = io::stdin().as_fd().try_clone_to_owned().ok();
         let region = crate::region::from_env().map(|region| (region, ring_pipe));
         Self::handshaken(wire_in, pipe, wire_out, scheme, region).map_err(io::Error::other)
     }
