@@ -4,9 +4,10 @@
 //! byte offset, and only small frames cross the pipe.
 //!
 //! Each side treats the region as the other side's memory: the only accesses are the bounded
-//! raw copies below, and the one slice ever formed over it (`Region::shared_bytes`) goes
-//! straight to the kernel, never read by Rust code. So a peer that writes to it at any time can
-//! garble payload bytes but break nothing else.
+//! raw copies below, atomics (the frame rings' indices and flags, `ring.rs`), and the one slice
+//! ever formed over it (`Region::shared_bytes`), which goes straight to the kernel, never read
+//! by Rust code. So a peer that writes to it at any time can garble payload bytes and ring
+//! indices (which the rings check) but break nothing else.
 
 #![allow(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -42,7 +43,8 @@ pub struct Region {
 // SAFETY: the mapping is plain shared memory owned by this value; every access is a raw copy
 // bounded by `len`, valid from any thread, and it is unmapped only on drop.
 unsafe impl Send for Region {}
-// SAFETY: as above; no method hands out a reference into the mapping.
+// SAFETY: as above; the only references into the mapping that methods hand out are to atomics,
+// which are `Sync` themselves, and the slice of `shared_bytes`, which only the kernel reads.
 unsafe impl Sync for Region {}
 
 impl Region {

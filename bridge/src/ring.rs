@@ -27,7 +27,8 @@ use crate::source::Source;
 
 /// Bytes of a ring's header: its indices and flags, each on a cache line of its own.
 pub const HEADER: usize = 4096;
-/// Bytes of a ring's data: the pipes' size, so a 1 MiB payload crosses in one step.
+/// Bytes of a ring's data, as much as a pipe to a daemon holds: a frame of up to 1 MiB crosses
+/// in one step (larger ones, such as a 1 MiB stream write with its header, in two).
 pub const BYTES: usize = 1 << 20;
 /// Where the rings start in a region: after its payload slots.
 pub const START: usize = SLOTS * SLOT_SIZE;
@@ -195,9 +196,15 @@ impl RingWriter {
             let tick = Timespec::try_from(ROOM_TICK).ok();
             // Not private: the word is shared with another process. Any outcome (woken, timed
             // out, the word already changed, interrupted) means: look again.
-            let _ = futex::wait(room, futex::Flags::empty(), seen, tick.as_ref());
+            let woken = futex::wait(room, futex::Flags::empty(), seen, tick.as_ref());
             if self.room()? > 0 {
                 return Ok(());
+            }
+            if woken.is_ok() || woken == Err(rustix::io::Errno::AGAIN) {
+                // Woken, or the word had moved, with still no room: an honest reader bumps it
+                // only once it made room, so this is a peer bumping it for nothing. Pause
+                // rather than spin while holding the writer.
+                std::thread::sleep(ROOM_TICK / 20);
             }
             if reader_gone(&self.pipe) {
                 return Err(io::ErrorKind::BrokenPipe.into());

@@ -41,7 +41,12 @@ struct Ringed {
     ended: bool,
     /// What it saw of the gaps between messages, if its window follows them.
     gaps: Option<Gaps>,
+    /// The pipe held more wake-up bytes than an honest peer leaves: the stream is broken.
+    junk: bool,
 }
+
+/// Wake-up bytes one look at the pipe may find before the peer counts as broken.
+const WAKE_UPS_TOLERATED: usize = 64;
 
 impl Source {
     /// `read`, with `pipe` the same pipe if it is one.
@@ -62,30 +67,36 @@ impl Source {
             return false;
         }
         let gaps = follow_streams.then(Gaps::default);
-        self.ring = Some(Ringed { reader, window, ended: false, gaps });
+        self.ring = Some(Ringed { reader, window, ended: false, gaps, junk: false });
         true
     }
 
     /// Gets ready to sleep in `poll` on [`Source::pipe`]: `false` if there is something to
     /// read now instead (bytes in the ring, or its end). A source without a ring is always
     /// ready. Wake-up bytes left in the pipe are taken here, so they do not wake the sleep.
+    /// (Reads that do not wait see the stream's end only after this found it.)
     pub(crate) fn arm(&mut self) -> bool {
         let (Some(ring), Some(pipe)) = (self.ring.as_mut(), self.pipe.as_ref()) else {
             return true;
         };
-        if ring.ended {
+        if ring.ended || ring.junk {
             return false;
         }
-        let mut bytes = [0u8; 64];
-        loop {
-            match crate::busy_poll::read_now(pipe.as_fd(), &mut bytes, &mut self.nowait_refused) {
-                None => break,
-                Some(Ok(0) | Err(_)) => {
-                    ring.ended = true;
-                    return false;
-                }
-                Some(Ok(_)) => {}
+        // An honest writer leaves at most a byte or two between two of these (one per sleep
+        // announced); a pipe still full after one read is a peer writing into it for good,
+        // which could otherwise keep this thread draining instead of hearing its bell.
+        let mut bytes = [0u8; WAKE_UPS_TOLERATED];
+        match crate::busy_poll::read_now(pipe.as_fd(), &mut bytes, &mut self.nowait_refused) {
+            None => {}
+            Some(Ok(0) | Err(_)) => {
+                ring.ended = true;
+                return false;
             }
+            Some(Ok(WAKE_UPS_TOLERATED)) => {
+                ring.junk = true;
+                return false;
+            }
+            Some(Ok(_)) => {}
         }
         // An index error is reported by the read that follows.
         ring.reader.arm().unwrap_or(false)
@@ -111,6 +122,10 @@ impl Source {
         let mut waiting_since: Option<Instant> = None;
         loop {
             let ring = self.ring.as_mut().expect("read_ring with a ring");
+            if ring.junk {
+                let why = "the peer writes into its pipe where frames go through the rings";
+                return Err(io::Error::new(io::ErrorKind::InvalidData, why));
+            }
             let got = ring.reader.read_now(buf)?;
             if got > 0 || buf.is_empty() || ring.ended {
                 if let (Some(gaps), Some(since), 1..) = (&mut ring.gaps, waiting_since, got) {
@@ -162,6 +177,12 @@ mod tests {
     /// A source reading a ring (window `window`), and the ring's writer; the pipe's write end
     /// is the writer's (wake-ups), as between a daemon and its caller side.
     fn ringed(window: Duration) -> (Source, crate::ring::RingWriter) {
+        let (source, writer, _) = ringed_with_pipe(window);
+        (source, writer)
+    }
+
+    /// [`ringed`], and another copy of the pipe's write end.
+    fn ringed_with_pipe(window: Duration) -> (Source, crate::ring::RingWriter, OwnedFd) {
         use crate::ring::{Direction, RingReader, RingWriter, AREA, START};
         let region = std::sync::Arc::new(crate::region::Region::create(START + AREA).unwrap());
         let (reader, writer) = std::io::pipe().unwrap();
@@ -169,8 +190,10 @@ mod tests {
         let mut source = Source::new(Box::new(reader), Some(pipe));
         let ring_in = RingReader::new(std::sync::Arc::clone(&region), Direction::ToCaller);
         assert!(source.use_ring(ring_in.unwrap(), window, false));
-        let ring_out = RingWriter::new(region, Direction::ToCaller, writer.into(), window);
-        (source, ring_out.unwrap())
+        let writer = OwnedFd::from(writer);
+        let extra = writer.try_clone().unwrap();
+        let ring_out = RingWriter::new(region, Direction::ToCaller, writer, window);
+        (source, ring_out.unwrap(), extra)
     }
 
     #[test]
@@ -209,6 +232,15 @@ mod tests {
         assert_eq!(source.read(&mut buf).unwrap(), 10);
         assert!(!source.arm(), "the end: read it rather than sleep");
         assert_eq!(source.read(&mut buf).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_peer_filling_its_pipe_while_frames_go_through_the_rings_breaks_the_stream() {
+        let (mut source, _writer, pipe) = ringed_with_pipe(Duration::ZERO);
+        rustix::io::write(&pipe, &[7; 4096]).unwrap();
+        assert!(!source.arm(), "no sleep: the stream is over");
+        let err = source.read(&mut [0; 8]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }
 
     #[test]

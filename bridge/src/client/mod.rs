@@ -208,7 +208,8 @@ impl Client {
         ours.features |= FEATURE_COMPOUND | FEATURE_PATH_STEPS;
         if let Some((slots, pipe)) = &offer {
             ours.features |= FEATURE_REGION;
-            if pipe.is_some() && crate::ring::offered(slots.region().len()) {
+            let waits_on_pipe = frames_in.get_ref().get_ref().pipe().is_some();
+            if pipe.is_some() && waits_on_pipe && crate::ring::offered(slots.region().len()) {
                 ours.features |= FEATURE_RING;
             }
         }

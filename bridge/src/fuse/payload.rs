@@ -11,8 +11,9 @@ use crate::region::Slot;
 use crate::CallResult;
 
 /// Payloads smaller than this go inline: copying them through a frame costs less than a slot.
-/// (32 KiB until the frame rings; with them, 4 KiB O_DIRECT preads through a slot took 0.96x
-/// the time pinned and 0.83x unpinned, medians of 7 alternating runs.)
+/// (32 KiB until session 12: 4 KiB O_DIRECT preads through a slot took 0.96x the time pinned
+/// and 0.83x unpinned over frame rings, 0.95x and 0.96x over pipes, medians of 7 alternating
+/// runs.)
 const MIN_REGION_PAYLOAD: usize = 1024;
 
 /// Turns a call's answer into what the FUSE reply needs.
