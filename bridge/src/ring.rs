@@ -378,14 +378,18 @@ mod tests {
         (reader, OwnedFd::from(writer))
     }
 
+    /// Both ends of ring `direction` in a fresh region, and the reader's pipe.
+    fn ends(direction: Direction) -> (std::io::PipeReader, RingWriter, RingReader) {
+        let region = region();
+        let (pipe, write_end) = pipe_pair();
+        let writer =
+            RingWriter::new(Arc::clone(&region), direction, write_end, Duration::ZERO).unwrap();
+        (pipe, writer, RingReader::new(region, direction).unwrap())
+    }
+
     #[test]
     fn bytes_written_are_read_in_order_across_the_wrap() {
-        let region = region();
-        let (_pipe, write_end) = pipe_pair();
-        let mut writer =
-            RingWriter::new(Arc::clone(&region), Direction::ToDaemon, write_end, Duration::ZERO)
-                .unwrap();
-        let mut reader = RingReader::new(region, Direction::ToDaemon).unwrap();
+        let (_pipe, mut writer, mut reader) = ends(Direction::ToDaemon);
         let chunk: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
         let mut buf = vec![0; 300_000];
         for _ in 0..10 {
@@ -401,12 +405,7 @@ mod tests {
 
     #[test]
     fn a_sleeping_reader_gets_one_wake_up_byte_and_a_busy_one_none() {
-        let region = region();
-        let (mut pipe, write_end) = pipe_pair();
-        let mut writer =
-            RingWriter::new(Arc::clone(&region), Direction::ToCaller, write_end, Duration::ZERO)
-                .unwrap();
-        let mut reader = RingReader::new(region, Direction::ToCaller).unwrap();
+        let (mut pipe, mut writer, mut reader) = ends(Direction::ToCaller);
         writer.write_all(b"not asleep").unwrap();
         assert!(!reader.arm().unwrap(), "bytes wait: no sleep");
         assert_eq!(reader.read_now(&mut [0; 32]).unwrap(), 10);
@@ -420,12 +419,7 @@ mod tests {
 
     #[test]
     fn a_full_ring_makes_the_writer_wait_until_the_reader_makes_room() {
-        let region = region();
-        let (_pipe, write_end) = pipe_pair();
-        let mut writer =
-            RingWriter::new(Arc::clone(&region), Direction::ToDaemon, write_end, Duration::ZERO)
-                .unwrap();
-        let mut reader = RingReader::new(region, Direction::ToDaemon).unwrap();
+        let (_pipe, mut writer, mut reader) = ends(Direction::ToDaemon);
         let big: Vec<u8> = (0..3 * BYTES).map(|i| (i % 253) as u8).collect();
         let expected = big.clone();
         let feeder = std::thread::spawn(move || writer.write_all(&big).unwrap());
