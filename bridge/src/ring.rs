@@ -256,9 +256,9 @@ impl Write for RingWriter {
     }
 }
 
-/// The reading end of a ring.
+/// The reading end of a ring: what faces the peer's writes (public for the fuzz target).
 #[derive(Debug)]
-pub(crate) struct RingReader {
+pub struct RingReader {
     ring: Ring,
     /// Bytes read so far (the `TAIL` this side publishes).
     tail: u64,
@@ -268,7 +268,7 @@ pub(crate) struct RingReader {
 
 impl RingReader {
     /// Reads ring `direction` of `region` (a fresh one: the stream starts at byte 0).
-    pub(crate) fn new(region: Arc<Region>, direction: Direction) -> Option<RingReader> {
+    pub fn new(region: Arc<Region>, direction: Direction) -> Option<RingReader> {
         let ring = Ring::new(region, direction)?;
         Some(RingReader { ring, tail: 0, armed: false })
     }
@@ -287,12 +287,12 @@ impl RingReader {
     }
 
     /// Whether the ring holds bytes now (a bad index counts: the read reports it).
-    pub(crate) fn has_bytes(&self) -> bool {
+    pub fn has_bytes(&self) -> bool {
         self.waiting().map_or(true, |waiting| waiting > 0)
     }
 
     /// Reads what the ring holds now into `buf`, never waiting: 0 if it holds nothing.
-    pub(crate) fn read_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    pub fn read_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let got = self.waiting()?.min(buf.len());
         if got == 0 {
             return Ok(0);
@@ -321,7 +321,7 @@ impl RingReader {
 
     /// Says this reader will sleep on its pipe until the writer writes a byte into it;
     /// `false` if the ring holds bytes already (read them instead).
-    pub(crate) fn arm(&mut self) -> io::Result<bool> {
+    pub fn arm(&mut self) -> io::Result<bool> {
         self.ring.flag(SLEEPING).store(1, Ordering::SeqCst);
         self.armed = true;
         // Pairs with the fence in `RingWriter::publish`.
