@@ -8,7 +8,7 @@
 # daemon used per operation (their threads' schedstat, so the CPU busy polling burns shows).
 #
 # usage: bench/busy.sh             (as root; builds in release mode)
-#        PIN=cpu0 bench/busy.sh    (everything on CPU 0, where busy polling turns itself off)
+#        PIN=cpu0 bench/busy.sh    (everything on CPU 0: frame rings are still watched, pipes not)
 #        SCHEME=chan bench/busy.sh (stat of a chan listener)
 set -euo pipefail
 cd "$(dirname "$0")/.."
