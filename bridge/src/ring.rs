@@ -12,6 +12,7 @@
 //! then rejects) but not make this side read or write outside the region.
 
 use std::io::{self, BufReader, IoSlice, Write};
+use std::ops::Range;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -79,7 +80,7 @@ impl Direction {
 impl Ring {
     /// The ring `direction` of `region`; `None` if the region is too small to hold both.
     fn new(region: Arc<Region>, direction: Direction) -> Option<Ring> {
-        if region.len() < START + AREA {
+        if !fits(region.len()) {
             return None;
         }
         Some(Ring { region, at: direction.header_at() })
@@ -93,11 +94,14 @@ impl Ring {
         self.region.atomic_u32(self.at + offset).expect("ring header inside the region")
     }
 
-    /// The data's offset in the region of stream position `position`, and how many bytes
-    /// follow it before the data wraps.
-    fn place(&self, position: u64) -> (u64, usize) {
+    /// Where `len` bytes of the stream from `position` lie in the region: up to the end of the
+    /// data, then from its start (the second piece empty unless they wrap), each as the region
+    /// offset and the range of the bytes it takes.
+    fn pieces(&self, position: u64, len: usize) -> [(u64, Range<usize>); 2] {
+        let data = self.at + HEADER as u64;
         let index = (position % BYTES as u64) as usize;
-        (self.at + HEADER as u64 + index as u64, BYTES - index)
+        let first = len.min(BYTES - index);
+        [(data + index as u64, 0..first), (data, first..len)]
     }
 }
 
@@ -107,7 +111,12 @@ pub const ENV_ENABLE: &str = "SCHEME_BRIDGE_RING";
 /// Whether rings may be offered in a region of this many bytes: it has room for them, and
 /// [`ENV_ENABLE`] is not `0`.
 pub(crate) fn offered(region_len: usize) -> bool {
-    region_len >= START + AREA && std::env::var(ENV_ENABLE).map_or(true, |v| v.trim() != "0")
+    fits(region_len) && std::env::var(ENV_ENABLE).map_or(true, |v| v.trim() != "0")
+}
+
+/// Whether a region of this many bytes has room for both rings after its slots.
+fn fits(region_len: usize) -> bool {
+    region_len >= START + AREA
 }
 
 /// The writing end of a ring.
@@ -150,11 +159,10 @@ impl RingWriter {
 
     /// Copies `bytes` at the head (they fit: the caller checked the room).
     fn copy_in(&self, position: u64, bytes: &[u8]) {
-        let (at, before_wrap) = self.ring.place(position);
-        let first = bytes.len().min(before_wrap);
-        let copied = self.ring.region.copy_in(at, &bytes[..first])
-            && self.ring.region.copy_in(self.ring.place(0).0, &bytes[first..]);
-        debug_assert!(copied, "ring data inside the region");
+        for (at, range) in self.ring.pieces(position, bytes.len()) {
+            let copied = self.ring.region.copy_in(at, &bytes[range]);
+            debug_assert!(copied, "ring data inside the region");
+        }
     }
 
     /// Makes `written` more bytes visible, waking the reader if it said it would sleep.
@@ -297,11 +305,10 @@ impl RingReader {
         if got == 0 {
             return Ok(0);
         }
-        let (at, before_wrap) = self.ring.place(self.tail);
-        let first = got.min(before_wrap);
-        let copied = self.ring.region.copy_to(at, &mut buf[..first])
-            && self.ring.region.copy_to(self.ring.place(0).0, &mut buf[first..got]);
-        debug_assert!(copied, "ring data inside the region");
+        for (at, range) in self.ring.pieces(self.tail, got) {
+            let copied = self.ring.region.copy_to(at, &mut buf[range]);
+            debug_assert!(copied, "ring data inside the region");
+        }
         self.tail = self.tail.wrapping_add(got as u64);
         self.ring.word(TAIL).store(self.tail, Ordering::Release);
         if self.armed {
