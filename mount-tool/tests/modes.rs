@@ -203,6 +203,47 @@ fn without_busy_polling_a_queue_of_requests_moves_the_answers_to_a_reader_thread
     assert!(!thread_names(pid).iter().any(|n| n.contains("wire-repl")), "a reader came back");
 }
 
+/// With busy polling off, a released handle's close may wait to go out with the next call
+/// (`Shared::close_released`); none is lost, also when nothing follows: after a burst of
+/// creates, opens and listings and a quiet spell, every handle the daemon gave out is closed.
+#[test]
+fn without_busy_polling_every_released_handle_is_closed_even_when_nothing_follows() {
+    if !fuse_usable() {
+        return;
+    }
+    let mut traced = Traced::start(&["-o", "busy_poll=0", "ramfs"], &[]);
+    let script = format!(
+        "set -e; cd {d}; for i in $(seq 40); do echo $i > f$i; cat f$i f$i >/dev/null; done; \
+         mkdir sub; ls -l . sub >/dev/null; sleep 0.5",
+        d = traced.dir.path().display()
+    );
+    let (status, out) = sh(&script);
+    let (_, trace) = traced.finish();
+    assert!(status.success(), "{out}");
+    let handles = |call: &str| -> Vec<u64> {
+        let mut fds: Vec<u64> = trace
+            .lines()
+            .filter_map(|line| {
+                let rest = line.split_once("] ")?.1;
+                let (name, rest) = rest.split_once(' ')?;
+                let fd = match call {
+                    "close" if name == "close" => rest.strip_prefix("fd=")?.split(' ').next()?,
+                    "open" if name == "open" || name == "open_stat" => {
+                        rest.split_once(" -> ")?.1.split(' ').next()?
+                    }
+                    _ => return None,
+                };
+                fd.parse().ok()
+            })
+            .collect();
+        fds.sort_unstable();
+        fds
+    };
+    let (opened, closed) = (handles("open"), handles("close"));
+    assert!(opened.len() >= 120, "{} handles opened: {trace}", opened.len());
+    assert_eq!(opened, closed, "handles opened and closed differ: {trace}");
+}
+
 /// The same I/O with busy polling on (more than one CPU) is answered through a reader thread.
 #[test]
 fn with_busy_polling_a_reader_thread_takes_the_answers() {

@@ -639,7 +639,7 @@ impl Filesystem for SchemeFs {
         reply: ReplyEmpty,
     ) {
         if let Some(handle) = self.shared.handles.remove(fh.0) {
-            self.shared.close_quietly(handle.scheme, caller(req), handle.fd);
+            self.shared.close_released(handle.scheme, caller(req), handle.fd);
         }
         reply.ok();
     }
