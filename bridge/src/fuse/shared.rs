@@ -231,8 +231,8 @@ impl Shared {
     /// within its tick.
     pub(crate) fn close_released(&self, scheme: usize, caller: Caller, fd: Fd) {
         let close = Call::Close { fd };
-        let next_is_waiting = self.schemes[scheme].answers_here
-            && self.requests.get().is_some_and(requests_wait);
+        let next_is_waiting =
+            self.schemes[scheme].answers_here && self.requests.get().is_some_and(requests_wait);
         let read = if next_is_waiting { Read::WithNext } else { Read::Now };
         self.submit(scheme, caller, close, Box::new(|_| {}), read);
     }
