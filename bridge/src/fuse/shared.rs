@@ -226,9 +226,9 @@ impl Shared {
     /// Closes `fd`, a handle the kernel released. The kernel does not wait for a release's
     /// answer, so where the fuser thread reads the answers and another FUSE request already
     /// waits, the close goes out with that request's call and costs no round trip of its own
-    /// (pinned to one CPU: create+close 0.92x the time); otherwise it goes now. Should the
-    /// waiting request make no call to this scheme, the client's watchdog sends the close
-    /// within its tick.
+    /// (pinned to one CPU: create+stat+unlink 1.05-1.10x files/s); otherwise it goes now.
+    /// Should the waiting request make no call to this scheme, the client's watchdog sends the
+    /// close within its tick.
     pub(crate) fn close_released(&self, scheme: usize, caller: Caller, fd: Fd) {
         let close = Call::Close { fd };
         let next_is_waiting =
@@ -557,6 +557,7 @@ impl<T> std::fmt::Debug for Gather<T> {
         f.write_str("Gather")
     }
 }
+
 /// Whether the FUSE device (or the relay's socket) holds a request not read yet: one system
 /// call that does not wait.
 fn requests_wait(requests: &std::os::fd::OwnedFd) -> bool {
