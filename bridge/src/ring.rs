@@ -108,10 +108,14 @@ impl Ring {
 /// The environment variable that turns frame rings off (`0`) for a caller side or daemon.
 pub const ENV_ENABLE: &str = "SCHEME_BRIDGE_RING";
 
-/// Whether rings may be offered in a region of this many bytes: it has room for them, and
-/// [`ENV_ENABLE`] is not `0`.
-pub(crate) fn offered(region_len: usize) -> bool {
-    fits(region_len) && std::env::var(ENV_ENABLE).map_or(true, |v| v.trim() != "0")
+/// Whether a side offers the rings in its hello: its region of `region_len` bytes has room
+/// for them, [`ENV_ENABLE`] is not `0`, it holds the peer's pipe to wake it (`can_wake`), and
+/// it reads its wire from a pipe it can sleep on (`can_sleep`).
+pub(crate) fn offered(region_len: usize, can_wake: bool, can_sleep: bool) -> bool {
+    can_wake
+        && can_sleep
+        && fits(region_len)
+        && std::env::var(ENV_ENABLE).map_or(true, |v| v.trim() != "0")
 }
 
 /// Whether a region of this many bytes has room for both rings after its slots.
@@ -337,11 +341,31 @@ impl RingReader {
     }
 }
 
+/// After the hellos, where both sides offered the rings (`agreed`, the features both set),
+/// moves the wire onto them ([`take_over`]). Returns the wire's busy-poll window: rings are
+/// watched on one CPU too ([`crate::busy_poll::configured`]), pipes are not
+/// ([`crate::busy_poll::window`]).
+pub(crate) fn agree(
+    agreed: u64,
+    frames_in: &mut FrameReader<BufReader<Source>>,
+    frames_out: &mut FrameWriter<Box<dyn Write + Send>>,
+    region: &Arc<Region>,
+    out: Direction,
+    pipe_out: OwnedFd,
+    follow_streams: bool,
+) -> scheme_protocol::Result<Duration> {
+    if agreed & scheme_protocol::FEATURE_RING == 0 {
+        return Ok(crate::busy_poll::window());
+    }
+    take_over(frames_in, frames_out, region, out, pipe_out, follow_streams)?;
+    Ok(crate::busy_poll::configured())
+}
+
 /// Moves a handshaken wire onto the rings of `region`: from now on frames are written into
 /// ring `out` (its reader woken through `pipe_out`) and read from the other one, with a
 /// window that follows streams if `follow_streams` (`Source::use_ring`). An error if
 /// the peer sent anything on the pipe after its hello, or the region has no rings.
-pub(crate) fn take_over(
+fn take_over(
     frames_in: &mut FrameReader<BufReader<Source>>,
     frames_out: &mut FrameWriter<Box<dyn Write + Send>>,
     region: &Arc<Region>,
@@ -474,6 +498,14 @@ mod tests {
     fn a_region_without_room_for_rings_has_none() {
         let small = Arc::new(Region::create(START).unwrap());
         assert!(RingReader::new(small, Direction::ToDaemon).is_none());
-        assert!(!offered(START + AREA - 1));
+        assert!(!offered(START + AREA - 1, true, true));
+    }
+
+    #[test]
+    fn rings_are_offered_only_with_a_pipe_to_wake_the_peer_and_one_to_sleep_on() {
+        assert!(!offered(START + AREA, false, true));
+        assert!(!offered(START + AREA, true, false));
+        let enabled = std::env::var(ENV_ENABLE).map_or(true, |v| v.trim() != "0");
+        assert_eq!(offered(START + AREA, true, true), enabled);
     }
 }

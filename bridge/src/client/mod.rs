@@ -208,8 +208,8 @@ impl Client {
         ours.features |= FEATURE_COMPOUND | FEATURE_PATH_STEPS;
         if let Some((slots, pipe)) = &offer {
             ours.features |= FEATURE_REGION;
-            let waits_on_pipe = frames_in.get_ref().get_ref().pipe().is_some();
-            if pipe.is_some() && waits_on_pipe && crate::ring::offered(slots.region().len()) {
+            let can_sleep = frames_in.get_ref().get_ref().pipe().is_some();
+            if crate::ring::offered(slots.region().len(), pipe.is_some(), can_sleep) {
                 ours.features |= FEATURE_RING;
             }
         }
@@ -218,15 +218,22 @@ impl Client {
             Some((slots, pipe)) if peer.features & FEATURE_REGION != 0 => (Some(slots), pipe),
             _ => (None, None),
         };
-        let mut busy_poll = crate::busy_poll::window();
-        if let (Some(slots), Some(pipe)) = (&region, ring_pipe) {
-            if peer.features & FEATURE_RING != 0 {
+        let busy_poll = match (&region, ring_pipe) {
+            (Some(slots), Some(pipe)) => {
                 let region = slots.shared_region();
-                let out = crate::ring::Direction::ToDaemon;
-                crate::ring::take_over(&mut frames_in, &mut frames_out, &region, out, pipe, true)?;
-                busy_poll = crate::busy_poll::configured();
+                let to = crate::ring::Direction::ToDaemon;
+                crate::ring::agree(
+                    peer.features,
+                    &mut frames_in,
+                    &mut frames_out,
+                    &region,
+                    to,
+                    pipe,
+                    true,
+                )?
             }
-        }
+            _ => crate::busy_poll::window(),
+        };
         let (event_path, event_rx) = Events::new();
         let inner = Inner {
             out: Mutex::new(Some(frames_out)),

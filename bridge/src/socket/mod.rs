@@ -148,10 +148,10 @@ impl SchemeSocket {
         let mut frames_out: Writer = FrameWriter::new(Box::new(writer), MAX_FRAME);
         let mut ours = hello(scheme, MAX_FRAME);
         ours.features |= FEATURE_COMPOUND | FEATURE_PATH_STEPS;
-        let wire_is_pipe = frames_in.get_ref().get_ref().pipe().is_some();
         if let Some((region, ring_pipe)) = &region {
             ours.features |= FEATURE_REGION;
-            if ring_pipe.is_some() && wire_is_pipe && crate::ring::offered(region.len()) {
+            let can_sleep = frames_in.get_ref().get_ref().pipe().is_some();
+            if crate::ring::offered(region.len(), ring_pipe.is_some(), can_sleep) {
                 ours.features |= FEATURE_RING;
             }
         }
@@ -162,14 +162,21 @@ impl SchemeSocket {
             }
             _ => (None, None),
         };
-        let mut busy_poll = crate::busy_poll::window();
-        if let (Some(region), Some(pipe)) = (&region, ring_pipe) {
-            if peer.features & FEATURE_RING != 0 {
-                let out = crate::ring::Direction::ToCaller;
-                crate::ring::take_over(&mut frames_in, &mut frames_out, region, out, pipe, false)?;
-                busy_poll = crate::busy_poll::configured();
+        let busy_poll = match (&region, ring_pipe) {
+            (Some(region), Some(pipe)) => {
+                let to = crate::ring::Direction::ToCaller;
+                crate::ring::agree(
+                    peer.features,
+                    &mut frames_in,
+                    &mut frames_out,
+                    region,
+                    to,
+                    pipe,
+                    false,
+                )?
             }
-        }
+            _ => crate::busy_poll::window(),
+        };
         let (tx, rx) = crossbeam_channel::unbounded();
         let max_payload = peer.max_frame.saturating_sub(MAX_OVERHEAD);
         let shared = Arc::new(Shared::new(frames_out, tx.clone(), max_payload, region));
