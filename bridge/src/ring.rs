@@ -342,9 +342,12 @@ impl RingReader {
 }
 
 /// After the hellos, where both sides offered the rings (`agreed`, the features both set),
-/// moves the wire onto them ([`take_over`]). Returns the wire's busy-poll window: rings are
-/// watched on one CPU too ([`crate::busy_poll::configured`]), pipes are not
-/// ([`crate::busy_poll::window`]).
+/// moves the wire onto the rings of `region`: from now on frames are written into ring `out`
+/// (its reader woken through `pipe_out`) and read from the other one, with a window that
+/// follows streams if `follow_streams` (`Source::use_ring`). Returns the wire's busy-poll
+/// window: rings are watched on one CPU too ([`crate::busy_poll::configured`]), pipes are not
+/// ([`crate::busy_poll::window`]). An error if the peer sent anything on the pipe after its
+/// hello, or the region has no rings.
 pub(crate) fn agree(
     agreed: u64,
     frames_in: &mut FrameReader<BufReader<Source>>,
@@ -357,22 +360,6 @@ pub(crate) fn agree(
     if agreed & scheme_protocol::FEATURE_RING == 0 {
         return Ok(crate::busy_poll::window());
     }
-    take_over(frames_in, frames_out, region, out, pipe_out, follow_streams)?;
-    Ok(crate::busy_poll::configured())
-}
-
-/// Moves a handshaken wire onto the rings of `region`: from now on frames are written into
-/// ring `out` (its reader woken through `pipe_out`) and read from the other one, with a
-/// window that follows streams if `follow_streams` (`Source::use_ring`). An error if
-/// the peer sent anything on the pipe after its hello, or the region has no rings.
-fn take_over(
-    frames_in: &mut FrameReader<BufReader<Source>>,
-    frames_out: &mut FrameWriter<Box<dyn Write + Send>>,
-    region: &Arc<Region>,
-    out: Direction,
-    pipe_out: OwnedFd,
-    follow_streams: bool,
-) -> scheme_protocol::Result<()> {
     let protocol =
         |why: &str| scheme_protocol::Error::Io(io::Error::new(io::ErrorKind::InvalidData, why));
     if !frames_in.get_ref().buffer().is_empty() {
@@ -392,7 +379,7 @@ fn take_over(
         return Err(protocol("the rings need the pipe to wait on"));
     }
     *frames_out.get_mut() = Box::new(writer);
-    Ok(())
+    Ok(window)
 }
 
 #[cfg(test)]
