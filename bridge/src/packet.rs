@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use log::{error, warn};
-use scheme_protocol::{Call, Caller, Errno, Reply, Response, Stat, StatVfs};
+use scheme_protocol::{Bytes, Call, Caller, Errno, Reply, Response, Stat, StatVfs};
 use syscall::data::Packet;
 use syscall::number::*;
 
@@ -16,8 +16,9 @@ use crate::region::Region;
 #[derive(Debug)]
 pub(crate) enum Buffers {
     None,
-    /// Caller -> daemon bytes: a path, write data, a dup buffer.
-    In(Vec<u8>),
+    /// Caller -> daemon bytes: a path, write data, a dup buffer (read only: the daemon gets
+    /// them as `&[u8]`; write data may share the buffer its frame arrived in).
+    In(Bytes),
     /// Daemon -> caller bytes: read data, an fpath, dirents.
     Out(Vec<u8>),
     // One-element vectors, not boxes: the daemon writes through a raw pointer while we hold them.
@@ -50,19 +51,19 @@ pub(crate) fn from_call(
         Call::Open { path, flags } => {
             p.a = SYS_OPEN;
             p.d = flags as usize;
-            input(&mut p.b, &mut p.c, path.into_bytes())
+            input(&mut p.b, &mut p.c, path.into_bytes().into())
         }
         Call::Rmdir { path } => {
             p.a = SYS_RMDIR;
-            input(&mut p.b, &mut p.c, path.into_bytes())
+            input(&mut p.b, &mut p.c, path.into_bytes().into())
         }
         Call::Unlink { path } => {
             p.a = SYS_UNLINK;
-            input(&mut p.b, &mut p.c, path.into_bytes())
+            input(&mut p.b, &mut p.c, path.into_bytes().into())
         }
-        Call::Dup { fd, buf } => handle_input(&mut p, SYS_DUP, fd.0, buf.into_vec()),
+        Call::Dup { fd, buf } => handle_input(&mut p, SYS_DUP, fd.0, buf),
         Call::Read { fd, len } => handle_output(&mut p, SYS_READ, fd.0, len, max_payload),
-        Call::Write { fd, data } => handle_input(&mut p, SYS_WRITE, fd.0, data.into_vec()),
+        Call::Write { fd, data } => handle_input(&mut p, SYS_WRITE, fd.0, data),
         Call::Lseek { fd, offset, whence } => {
             set(&mut p, SYS_LSEEK, fd.0, offset as isize as usize, whence as usize)
         }
@@ -70,9 +71,11 @@ pub(crate) fn from_call(
         Call::Fchown { fd, uid, gid } => set(&mut p, SYS_FCHOWN, fd.0, uid as usize, gid as usize),
         Call::Fcntl { fd, cmd, arg } => set(&mut p, SYS_FCNTL, fd.0, cmd as usize, arg as usize),
         Call::Fevent { fd, flags } => set(&mut p, SYS_FEVENT, fd.0, flags as usize, 0),
-        Call::Flink { fd, path } => handle_input(&mut p, SYS_FLINK, fd.0, path.into_bytes()),
+        Call::Flink { fd, path } => handle_input(&mut p, SYS_FLINK, fd.0, path.into_bytes().into()),
         Call::Fpath { fd, len } => handle_output(&mut p, SYS_FPATH, fd.0, len, max_payload),
-        Call::Frename { fd, path } => handle_input(&mut p, SYS_FRENAME, fd.0, path.into_bytes()),
+        Call::Frename { fd, path } => {
+            handle_input(&mut p, SYS_FRENAME, fd.0, path.into_bytes().into())
+        }
         Call::Fstat { fd } => {
             let mut stat = vec![syscall::data::Stat::default()];
             set(&mut p, SYS_FSTAT, fd.0, stat.as_mut_ptr() as usize, size_of_val(&stat[0]));
@@ -137,22 +140,23 @@ fn in_region(
 }
 
 /// For fuzzing (`fuzz/`): `call` becomes the packet [`SchemeSocket`](crate::SchemeSocket)
-/// would deliver, `daemon` answers it (given the packet and the buffer its pointers name: the
-/// in-buffer, the out-buffer, or an empty slice), and the answer is checked as a real one is.
+/// would deliver, `daemon` answers it (given the packet and the buffers its pointers name: the
+/// in-buffer and the out-buffer, each empty if the call has none), and the answer is checked
+/// as a real one is.
 #[doc(hidden)]
 pub fn translate_offline(
     call: Call,
     caller: Caller,
     max_payload: usize,
-    daemon: impl FnOnce(&mut Packet, &mut [u8]),
+    daemon: impl FnOnce(&mut Packet, &[u8], &mut [u8]),
 ) -> Response {
     let name = call.name();
     let (mut packet, mut buffers) = from_call(1, caller, call, max_payload, None)?;
-    let buf: &mut [u8] = match &mut buffers {
-        Buffers::In(buf) | Buffers::Out(buf) => buf,
-        _ => &mut [],
-    };
-    daemon(&mut packet, buf);
+    match &mut buffers {
+        Buffers::In(input) => daemon(&mut packet, input, &mut []),
+        Buffers::Out(out) => daemon(&mut packet, &[], out),
+        _ => daemon(&mut packet, &[], &mut []),
+    }
     response(name, &packet, buffers)
 }
 
@@ -179,13 +183,13 @@ fn set(p: &mut Packet, a: usize, fd: u64, c: usize, d: usize) -> Buffers {
     Buffers::None
 }
 
-fn input(ptr: &mut usize, len: &mut usize, bytes: Vec<u8>) -> Buffers {
+fn input(ptr: &mut usize, len: &mut usize, bytes: Bytes) -> Buffers {
     *ptr = bytes.as_ptr() as usize;
     *len = bytes.len();
     Buffers::In(bytes)
 }
 
-fn handle_input(p: &mut Packet, a: usize, fd: u64, bytes: Vec<u8>) -> Buffers {
+fn handle_input(p: &mut Packet, a: usize, fd: u64, bytes: Bytes) -> Buffers {
     p.a = a;
     p.b = fd as usize;
     input(&mut p.c, &mut p.d, bytes)

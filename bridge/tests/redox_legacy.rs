@@ -181,12 +181,12 @@ fn reads_and_writes_larger_than_a_frame_are_short() {
     let max = 4096 - scheme_protocol::MAX_OVERHEAD;
     let mut buf = vec![0u8; 10_000];
     let request = packet(SYS_READ, FD, addr_mut(&mut buf), buf.len());
-    let data = Ok(Reply::Data(Bytes(vec![7; max])));
+    let data = Ok(Reply::Data(Bytes::from(vec![7; max])));
     assert_eq!(rig.round_trip(request, Call::Read { fd: Fd(3), len: max as u64 }, data), max);
     assert!(buf[..max].iter().all(|&b| b == 7) && buf[max..].iter().all(|&b| b == 0));
     let big = vec![5u8; 10_000];
     let request = packet(SYS_WRITE, FD, addr(&big), big.len());
-    let expected = Call::Write { fd: Fd(3), data: Bytes(vec![5; max]) };
+    let expected = Call::Write { fd: Fd(3), data: Bytes::from(vec![5; max]) };
     assert_eq!(rig.round_trip(request, expected, Ok(Reply::Value(max as u64))), max);
 }
 
@@ -367,7 +367,7 @@ fn getdents_takes_the_cursor_from_uid_and_gid_and_copies_records_out() {
     let records = vec![9u8; 40];
     let expected = Call::Getdents { fd: Fd(3), len: 256, opaque: 5 | 1 << 32 };
     let unknown = Caller { pid: 42, uid: UNKNOWN_ID, gid: UNKNOWN_ID };
-    let reply = Ok(Reply::Data(Bytes(records.clone())));
+    let reply = Ok(Reply::Data(Bytes::from(records.clone())));
     assert_eq!(rig.round_trip_as(request, unknown, expected, reply), 40);
     assert_eq!(&buf[..40], &records[..]);
 }
@@ -458,14 +458,14 @@ fn a_daemon_claiming_more_than_the_buffer_gets_eio_and_nothing_is_copied() {
     let mut rig = rig_with_max_frame(4096);
     let mut buf = vec![0xaa_u8; 8];
     let request = packet(SYS_READ, FD, addr_mut(&mut buf), 8);
-    let too_much = Ok(Reply::Data(Bytes(vec![1; 9])));
+    let too_much = Ok(Reply::Data(Bytes::from(vec![1; 9])));
     assert_eq!(rig.round_trip(request, Call::Read { fd: Fd(3), len: 8 }, too_much), err(EIO));
     assert!(buf.iter().all(|&b| b == 0xaa));
     // More than was asked for, even if the kernel's buffer could hold it.
     let max = 4096 - scheme_protocol::MAX_OVERHEAD;
     let mut big = vec![0xaa_u8; 10_000];
     let request = packet(SYS_FPATH, FD, addr_mut(&mut big), big.len());
-    let too_much = Ok(Reply::Data(Bytes(vec![1; max + 1])));
+    let too_much = Ok(Reply::Data(Bytes::from(vec![1; max + 1])));
     let a = rig.round_trip(request, Call::Fpath { fd: Fd(3), len: max as u64 }, too_much);
     assert_eq!(a, err(EIO));
     assert!(big.iter().all(|&b| b == 0xaa));

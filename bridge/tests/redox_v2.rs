@@ -397,7 +397,7 @@ fn getdents_passes_the_cursor_and_checks_the_header_size() {
     let mut buf = vec![0u8; 64];
     let request = op(Opcode::Getdents, [FD, addr_mut(&mut buf), 64, 19, 77]);
     let expected = Call::Getdents { fd: Fd(3), len: 64, opaque: 77 };
-    assert_eq!(rig.round_trip(request, expected, Ok(Reply::Data(Bytes(vec![4; 30])))), 30);
+    assert_eq!(rig.round_trip(request, expected, Ok(Reply::Data(Bytes::from(vec![4; 30])))), 30);
     assert_eq!(&buf[..30], &[4; 30]);
     rig.answered_at_once(op(Opcode::Getdents, [FD, addr_mut(&mut buf), 64, 24, 0]), err(EINVAL));
 }
@@ -419,7 +419,7 @@ fn std_fs_calls_become_their_wire_calls_with_unknown_ids() {
     let mut buf = vec![0u8; 104];
     let request = std_fs(3, [FD, addr_mut(&mut buf), 64, 5, 19]);
     let expected = Call::Getdents { fd, len: 64, opaque: 5 };
-    let records = Ok(Reply::Data(Bytes(vec![1; 20])));
+    let records = Ok(Reply::Data(Bytes::from(vec![1; 20])));
     assert_eq!(rig.round_trip_as(request, unknown, expected, records, 0), 20);
     let request = std_fs(4, [FD, addr_mut(&mut buf), 104, 0, 0]);
     let stat = Ok(Reply::Stat(Stat { st_nlink: 2, ..Stat::default() }));

@@ -254,18 +254,22 @@ fn wire_step(u: &mut Unstructured<'_>) -> Result<()> {
     let max_payload = *u.choose(&[0, 1, 4096 - MAX_OVERHEAD, MAX_FRAME - MAX_OVERHEAD])?;
     let expected = call.clone();
     let mut given = (0, 0);
-    let response = scheme_bridge::translate_offline(call, who, max_payload, |packet, buf| {
+    let response = scheme_bridge::translate_offline(call, who, max_payload, |packet, input, buf| {
         let (ptr, len) = match expected {
             Call::Open { .. } | Call::Rmdir { .. } | Call::Unlink { .. } => (packet.b, packet.c),
             _ => (packet.c, packet.d),
         };
         assert_eq!((packet.id, packet.pid), (1, who.pid as usize));
-        if !buf.is_empty() {
-            assert_eq!((ptr, len), (buf.as_ptr() as usize, buf.len()), "the packet's buffer");
+        assert!(input.is_empty() || buf.is_empty(), "an in-buffer or an out-buffer, not both");
+        for given in [input, &buf[..]] {
+            if !given.is_empty() {
+                let named = (given.as_ptr() as usize, given.len());
+                assert_eq!((ptr, len), named, "the packet's buffer");
+            }
         }
         match &expected {
-            Call::Open { path, .. } | Call::Flink { path, .. } => assert!(path.as_bytes() == buf),
-            Call::Write { data, .. } | Call::Dup { buf: data, .. } => assert!(data[..] == *buf),
+            Call::Open { path, .. } | Call::Flink { path, .. } => assert!(path.as_bytes() == input),
+            Call::Write { data, .. } | Call::Dup { buf: data, .. } => assert!(data[..] == *input),
             Call::Read { len, .. } | Call::Fpath { len, .. } | Call::Getdents { len, .. } => {
                 assert_eq!(buf.len() as u64, (*len).min(max_payload as u64));
             }
@@ -277,9 +281,13 @@ fn wire_step(u: &mut Unstructured<'_>) -> Result<()> {
             }
             _ => {}
         }
-        // Out-buffers start zeroed: the daemon writes `fill` bytes, the rest stays 0.
-        let fill = u.int_in_range(0..=buf.len().min(4096)).unwrap_or(0);
-        buf[..fill].iter_mut().for_each(|b| *b = 0xa5);
+        // Out-buffers start zeroed: the daemon writes `fill` bytes, the rest stays 0. (In-buffers
+        // are read only: a scheme gets them as `&[u8]`.)
+        // A count up to the buffer's length: bytes written into an out-buffer, or taken from an
+        // in-buffer.
+        let fill = u.int_in_range(0..=buf.len().max(input.len()).min(4096)).unwrap_or(0);
+        let written = fill.min(buf.len());
+        buf[..written].iter_mut().for_each(|b| *b = 0xa5);
         given = (buf.len(), fill);
         packet.a = match u.int_in_range(0..=4u8).unwrap_or(0) {
             0 => Error::mux(Err(Error::new(u.arbitrary().unwrap_or(0)))),

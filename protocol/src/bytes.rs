@@ -1,16 +1,19 @@
-//! [`Bytes`]: an owned byte buffer that serde encodes as one byte string (length, then the
-//! bytes in a single copy) instead of a sequence of `u8` elements, so a 1 MiB payload costs one
-//! `memcpy` to encode and one to decode.
+//! [`Bytes`]: a byte buffer that serde encodes as one byte string (length, then the bytes in a
+//! single copy) instead of a sequence of `u8` elements, so a 1 MiB payload costs one `memcpy`
+//! to encode. Its bytes may be shared with the buffer a frame arrived in (the `bytes` crate's
+//! reference-counted [`::bytes::Bytes`]), so that decoding a large payload copies nothing
+//! ([`crate::codec::decode_frame`]).
 
 use std::fmt;
-use std::ops::{Deref, DerefMut};
+use std::ops::Deref;
 
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
-/// An owned payload (write data, read data, dup buffers).
+/// A payload (write data, read data, dup buffers). Immutable: build it from a `Vec<u8>` (no
+/// copy), and take it back with [`Bytes::into_vec`].
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
-pub struct Bytes(pub Vec<u8>);
+pub struct Bytes(::bytes::Bytes);
 
 impl Bytes {
     /// The contents as text with invalid UTF-8 replaced, for logs.
@@ -18,9 +21,15 @@ impl Bytes {
         String::from_utf8_lossy(&self.0)
     }
 
-    /// Unwraps the buffer.
+    /// The bytes as a vector: no copy if this buffer is the only owner of an allocation it
+    /// starts, a copy otherwise (a payload decoded in place shares its frame's buffer).
     pub fn into_vec(self) -> Vec<u8> {
-        self.0
+        self.0.into()
+    }
+
+    /// The bytes `range` of `buffer`, sharing it.
+    pub(crate) fn shared(buffer: &::bytes::Bytes, range: std::ops::RangeFrom<usize>) -> Bytes {
+        Bytes(buffer.slice(range))
     }
 }
 
@@ -39,33 +48,27 @@ impl fmt::Debug for Bytes {
 }
 
 impl Deref for Bytes {
-    type Target = Vec<u8>;
-    fn deref(&self) -> &Vec<u8> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
         &self.0
-    }
-}
-
-impl DerefMut for Bytes {
-    fn deref_mut(&mut self) -> &mut Vec<u8> {
-        &mut self.0
     }
 }
 
 impl From<Vec<u8>> for Bytes {
     fn from(v: Vec<u8>) -> Self {
-        Bytes(v)
+        Bytes(v.into())
     }
 }
 
 impl From<&[u8]> for Bytes {
     fn from(v: &[u8]) -> Self {
-        Bytes(v.to_vec())
+        Bytes(::bytes::Bytes::copy_from_slice(v))
     }
 }
 
 impl From<&str> for Bytes {
     fn from(v: &str) -> Self {
-        Bytes(v.as_bytes().to_vec())
+        Bytes::from(v.as_bytes())
     }
 }
 
@@ -93,11 +96,11 @@ impl<'de> Visitor<'de> for BytesVisitor {
     }
 
     fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
-        Ok(Bytes(v))
+        Ok(Bytes::from(v))
     }
 
     fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
-        Ok(Bytes(v.to_vec()))
+        Ok(Bytes::from(v))
     }
 
     // Self-describing formats (used only in tests and tools) may hand over a sequence.
@@ -106,6 +109,6 @@ impl<'de> Visitor<'de> for BytesVisitor {
         while let Some(byte) = seq.next_element::<u8>()? {
             out.push(byte);
         }
-        Ok(Bytes(out))
+        Ok(Bytes::from(out))
     }
 }

@@ -5,12 +5,13 @@
 //! limit so no length claimed inside a body can allocate past it.
 
 use std::io::{self, IoSlice, Read, Write};
+use std::sync::OnceLock;
 
 use bincode::config::{Configuration, Fixint, Limit, LittleEndian};
 
 use crate::bytes::Bytes;
 use crate::error::{Error, Result};
-use crate::message::{Call, Frame, Reply};
+use crate::message::{Call, Caller, Fd, Frame, Reply, Tag};
 
 /// The hard upper bound on a frame body, in bytes. A peer may announce a smaller limit.
 pub const MAX_FRAME: usize = 16 << 20;
@@ -82,7 +83,7 @@ fn split_payload(frame: &Frame) -> Option<(Frame, &[u8])> {
         }
         _ => return None,
     };
-    (payload.len() >= SPLIT_PAYLOAD).then_some((head, payload.as_slice()))
+    (payload.len() >= SPLIT_PAYLOAD).then_some((head, &payload[..]))
 }
 
 /// Appends the encoding of `head` (from [`split_payload`]) with its payload length set to
@@ -110,6 +111,76 @@ fn write_all_vectored(writer: &mut impl Write, mut slices: &mut [IoSlice<'_>]) -
         }
     }
     Ok(())
+}
+
+/// The frames [`split_payload`] splits (a write call, a data reply) as they begin: the encoding
+/// of each with an empty payload, whose last 8 bytes are the payload's length. With fixed-width
+/// integers a head's length does not depend on its fields' values.
+fn payload_heads() -> &'static [usize; 2] {
+    static LENS: OnceLock<[usize; 2]> = OnceLock::new();
+    LENS.get_or_init(|| {
+        let caller = Caller { pid: 0, uid: 0, gid: 0 };
+        let write = Frame::Call {
+            tag: Tag(0),
+            caller,
+            call: Call::Write { fd: Fd(0), data: Bytes::default() },
+        };
+        let data = Frame::Reply { tag: Tag(0), response: Ok(Reply::Data(Bytes::default())) };
+        [write, data].map(|head| {
+            let mut out = Vec::new();
+            encode_frame(&head, MAX_FRAME, &mut out).expect("a head encodes");
+            out.len() - LEN_PREFIX
+        })
+    })
+}
+
+/// If `body` is a frame [`split_payload`] would split, the frame with an empty payload and
+/// where its payload starts in `body`: the inverse of the split, found by decoding the body's
+/// head with its payload length set to 0.
+fn find_payload(body: &[u8]) -> Option<(Frame, usize)> {
+    payload_heads().iter().find_map(|&head_len| {
+        let payload_len = body.len().checked_sub(head_len).filter(|&n| n >= SPLIT_PAYLOAD)?;
+        let (head, claimed) = body[..head_len].split_at(head_len - 8);
+        if u64::from_le_bytes(claimed.try_into().ok()?) != payload_len as u64 {
+            return None;
+        }
+        let mut empty = [0u8; MAX_OVERHEAD];
+        empty[..head.len()].copy_from_slice(head);
+        let frame = decode_body(&empty[..head_len]).ok()?;
+        split_payload_kind(&frame).then_some((frame, head_len))
+    })
+}
+
+/// Whether `frame` is of a kind [`split_payload`] splits.
+fn split_payload_kind(frame: &Frame) -> bool {
+    matches!(
+        frame,
+        Frame::Call { call: Call::Write { .. }, .. }
+            | Frame::Reply { response: Ok(Reply::Data(_)), .. }
+    )
+}
+
+/// `frame` (from [`find_payload`]) with the bytes of `buffer` from `at` on as its payload,
+/// sharing the buffer.
+fn with_payload_in(mut frame: Frame, buffer: Vec<u8>, at: usize) -> Frame {
+    let payload = Bytes::shared(&::bytes::Bytes::from(buffer), at..);
+    match &mut frame {
+        Frame::Call { call: Call::Write { data, .. }, .. }
+        | Frame::Reply { response: Ok(Reply::Data(data)), .. } => *data = payload,
+        _ => unreachable!("find_payload returns only frames split_payload splits"),
+    }
+    frame
+}
+
+/// Decodes the frame body `buffer[start..]`, taking the buffer: a large payload at the body's
+/// end (write data, read data, as [`FrameWriter`] writes them straight from the frame) is not
+/// copied but shares the buffer. Anything else decodes as with [`decode_body`].
+pub fn decode_body_in(buffer: Vec<u8>, start: usize) -> Result<Frame> {
+    let body = buffer.get(start..).unwrap_or_default();
+    match find_payload(body) {
+        Some((frame, head_len)) => Ok(with_payload_in(frame, buffer, start + head_len)),
+        None => decode_body(body),
+    }
 }
 
 /// Decodes one frame body (without its length prefix). The whole body must be consumed.
@@ -157,9 +228,20 @@ impl<R: Read> FrameReader<R> {
     }
 
     /// Reads and decodes the next frame. [`Error::Closed`] at a clean end of stream.
+    /// A large payload at the end of a frame (write data, read data) is not copied again: the
+    /// frame takes the buffer it was read into ([`decode_body_in`]), and the next frame gets a
+    /// new one.
     pub fn read_frame(&mut self) -> Result<Frame> {
         self.read_body()?;
-        decode_body(&self.buffer[..self.filled])
+        let body = &self.buffer[..self.filled];
+        match find_payload(body) {
+            None => decode_body(body),
+            Some((frame, head_len)) => {
+                let mut buffer = std::mem::take(&mut self.buffer);
+                buffer.truncate(std::mem::take(&mut self.filled));
+                Ok(with_payload_in(frame, buffer, head_len))
+            }
+        }
     }
 
     /// Reads the next frame body into an internal buffer and returns it undecoded. If the
@@ -480,6 +562,93 @@ mod tests {
         assert_eq!(reader.read_frame().unwrap(), sample());
         assert_eq!(reader.read_frame().unwrap(), sample());
         assert!(matches!(reader.read_frame(), Err(Error::Closed)));
+    }
+
+    /// A write call and a data reply whose payloads go out straight from the frame.
+    fn big_frames() -> [Frame; 2] {
+        let big =
+            |seed: usize| (0..SPLIT_PAYLOAD + 5).map(|i| (i * seed) as u8).collect::<Vec<_>>();
+        let caller = Caller { pid: 1, uid: 2, gid: 3 };
+        [
+            Frame::Call {
+                tag: Tag(5),
+                caller,
+                call: Call::Write { fd: Fd(4), data: big(3).into() },
+            },
+            Frame::Reply { tag: Tag(6), response: Ok(Reply::Data(big(7).into())) },
+        ]
+    }
+
+    fn payload_of(frame: &Frame) -> &Bytes {
+        match frame {
+            Frame::Call { call: Call::Write { data, .. }, .. }
+            | Frame::Reply { response: Ok(Reply::Data(data)), .. } => data,
+            other => panic!("no payload: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn large_payloads_are_decoded_in_place_sharing_the_buffer() {
+        for frame in big_frames() {
+            let mut bytes = Vec::new();
+            encode_frame(&frame, MAX_FRAME, &mut bytes).unwrap();
+            let buffer = bytes.as_ptr_range();
+            let decoded = decode_body_in(bytes, LEN_PREFIX).unwrap();
+            assert_eq!(decoded, frame);
+            assert!(buffer.contains(&payload_of(&decoded).as_ptr()), "shares the buffer");
+        }
+        // A small payload is copied out as before.
+        let mut bytes = Vec::new();
+        encode_frame(&sample(), MAX_FRAME, &mut bytes).unwrap();
+        assert_eq!(decode_body_in(bytes, LEN_PREFIX).unwrap(), sample());
+        assert!(decode_body_in(vec![1, 2], 5).is_err(), "a body past the buffer's end");
+    }
+
+    #[test]
+    fn a_reader_hands_large_payloads_over_and_reads_on() {
+        let [write, data] = big_frames();
+        let frames = [write.clone(), sample(), data, write, sample()];
+        let mut writer = FrameWriter::new(Vec::new(), MAX_FRAME);
+        writer.write_frames(&frames).unwrap();
+        let bytes = std::mem::take(writer.get_mut());
+        let mut reader = FrameReader::new(&bytes[..], MAX_FRAME);
+        let decoded: Vec<Frame> = frames.iter().map(|_| reader.read_frame().unwrap()).collect();
+        assert_eq!(decoded, frames);
+        assert!(matches!(reader.read_frame(), Err(Error::Closed)));
+    }
+
+    /// A body longer than its head's payload length says is decoded the ordinary way, and
+    /// refused for its trailing bytes, not taken in place.
+    #[test]
+    fn a_payload_length_that_does_not_match_the_body_is_refused() {
+        let [write, data] = big_frames();
+        for frame in [write, data] {
+            let mut bytes = Vec::new();
+            encode_frame(&frame, MAX_FRAME, &mut bytes).unwrap();
+            bytes.push(0);
+            let len = (bytes.len() - LEN_PREFIX) as u32;
+            bytes[..LEN_PREFIX].copy_from_slice(&len.to_le_bytes());
+            let refused = decode_body_in(bytes.clone(), LEN_PREFIX);
+            assert!(matches!(refused, Err(Error::TrailingBytes { extra: 1 })), "{refused:?}");
+            let mut reader = FrameReader::new(&bytes[..], MAX_FRAME);
+            assert!(matches!(reader.read_frame(), Err(Error::TrailingBytes { extra: 1 })));
+        }
+    }
+
+    #[test]
+    fn a_payload_head_is_as_long_whatever_its_values() {
+        let caller = Caller { pid: u64::MAX, uid: u32::MAX, gid: u32::MAX };
+        let empty = Bytes::default;
+        let write = Call::Write { fd: Fd(u64::MAX), data: empty() };
+        let heads = [
+            Frame::Call { tag: Tag(u64::MAX), caller, call: write },
+            Frame::Reply { tag: Tag(u64::MAX), response: Ok(Reply::Data(empty())) },
+        ];
+        for (head, &len) in heads.iter().zip(payload_heads()) {
+            let mut bytes = Vec::new();
+            encode_frame(head, MAX_FRAME, &mut bytes).unwrap();
+            assert_eq!(bytes.len() - LEN_PREFIX, len, "{head:?}");
+        }
     }
 
     #[test]

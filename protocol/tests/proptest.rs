@@ -50,7 +50,7 @@ fn arb_payload() -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn arb_bytes() -> impl Strategy<Value = Bytes> {
-    arb_payload().prop_map(Bytes)
+    arb_payload().prop_map(Bytes::from)
 }
 
 /// Strings: any Unicode (including empty), sometimes a few KiB.

@@ -178,7 +178,7 @@ pub(crate) fn wire_sizes(size: usize) -> Result<(usize, usize)> {
         caller: Caller::default(),
         call: Call::Read { fd: Fd(0), len: size as u64 },
     };
-    let reply = Frame::Reply { tag: Tag(1), response: Ok(Reply::Data(Bytes(vec![0; size]))) };
+    let reply = Frame::Reply { tag: Tag(1), response: Ok(Reply::Data(Bytes::from(vec![0; size]))) };
     let (mut request, mut answer) = (Vec::new(), Vec::new());
     encode_frame(&call, MAX_FRAME, &mut request).context("cannot encode a read call")?;
     encode_frame(&reply, MAX_FRAME, &mut answer).context("cannot encode a read reply")?;
@@ -507,7 +507,7 @@ fn echo_frames(input: File, output: File) -> Result<()> {
             Err(scheme_protocol::Error::Closed) => return Ok(()),
             Err(err) => return Err(err).context("read of a call failed"),
         };
-        let data = Bytes(vec![0; len as usize]);
+        let data = Bytes::from(vec![0; len as usize]);
         let reply = Frame::Reply { tag, response: Ok(Reply::Data(data)) };
         replies.write_frame(&reply).context("write of a reply failed")?;
     }
@@ -532,7 +532,8 @@ mod tests {
         echo.join().unwrap().unwrap();
 
         let (replies_in, mut replies_out) = io::pipe().unwrap();
-        let stray = Frame::Reply { tag: Tag(9), response: Ok(Reply::Data(Bytes(vec![0; 1]))) };
+        let stray =
+            Frame::Reply { tag: Tag(9), response: Ok(Reply::Data(Bytes::from(vec![0; 1]))) };
         FrameWriter::new(&mut replies_out, MAX_FRAME).write_frame(&stray).unwrap();
         let mut round_trip = frames_round_trip(io::sink(), replies_in, 1);
         assert!(round_trip(1).is_err());

@@ -66,7 +66,7 @@ impl Shared {
 /// left in a region slot, which the reply hands to the kernel without copying them first.
 #[derive(Debug)]
 pub(crate) enum ReadData {
-    Inline(Vec<u8>),
+    Inline(Bytes),
     InSlot { slot: Slot, len: u64 },
 }
 

@@ -470,10 +470,10 @@ pub(crate) fn value_of(result: CallResult<Reply>) -> FsResult<u64> {
     }
 }
 
-/// Bytes from an answer.
-pub(crate) fn data_of(result: CallResult<Reply>) -> FsResult<Vec<u8>> {
+/// Bytes from an answer (sharing the buffer its frame arrived in, if large).
+pub(crate) fn data_of(result: CallResult<Reply>) -> FsResult<scheme_protocol::Bytes> {
     match result {
-        Ok(Reply::Data(bytes)) => Ok(bytes.into_vec()),
+        Ok(Reply::Data(bytes)) => Ok(bytes),
         Ok(other) => Err(wrong_kind("data", &other)),
         Err(err) => Err(errno::of(&err)),
     }

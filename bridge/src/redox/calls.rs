@@ -172,7 +172,7 @@ impl Args {
             return Err(Errno::EINVAL);
         }
         let buf = self.memory.region(ptr, len)?.read(len);
-        Ok(Forward::value(Call::Dup { fd: Fd(fd), buf: Bytes(buf) }))
+        Ok(Forward::value(Call::Dup { fd: Fd(fd), buf: Bytes::from(buf) }))
     }
 
     /// `read(fd, buf)`: asks for at most one frame's worth (a short read).
@@ -185,7 +185,7 @@ impl Args {
     pub(crate) fn write(&self, fd: u64, ptr: usize, len: usize) -> Result<Forward, Errno> {
         let data = self.memory.region(ptr, len)?.read(self.max_payload);
         let sent = data.len();
-        Ok(Forward::new(Call::Write { fd: Fd(fd), data: Bytes(data) }, Finish::Written(sent)))
+        Ok(Forward::new(Call::Write { fd: Fd(fd), data: Bytes::from(data) }, Finish::Written(sent)))
     }
 
     /// `fpath(fd, buf)`.
