@@ -1,13 +1,14 @@
 //! Property tests for the codec: every frame round-trips, and no input (random bytes, or valid
 //! frames with bytes flipped, inserted, deleted or overwritten) makes the decoder, the frame
 //! reader or the handshake panic. Decoding is also checked to be canonical: whatever decodes
-//! re-encodes to exactly the bytes it came from.
+//! re-encodes to exactly the bytes it came from, and decoding a large payload in place agrees
+//! with decoding a copy.
 //!
 //! `PROPTEST_CASES` overrides the number of cases of every test here.
 
 use proptest::collection::vec;
 use proptest::prelude::*;
-use scheme_protocol::codec::{decode_body, encode_frame, LEN_PREFIX};
+use scheme_protocol::codec::{decode_body, decode_body_in, encode_frame, LEN_PREFIX};
 use scheme_protocol::handshake::{handshake, hello, read_hello};
 use scheme_protocol::{
     Bytes, Call, Caller, Errno, Error, Fd, Frame, FrameReader, FrameWriter, Hello, PathStep, Reply,
@@ -505,6 +506,65 @@ proptest! {
         out.truncate(1);
         prop_assert!(matches!(encode_frame(&frame, body - 1, &mut out), Err(Error::Encode(_))));
         prop_assert_eq!(out, vec![7]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// (a') Large payloads decoded in place
+// ---------------------------------------------------------------------------------------------
+
+/// A write call or a data reply with a payload around the size from which it is decoded in
+/// place (16 KiB), either side of it.
+fn arb_large_payload_frame() -> impl Strategy<Value = Frame> {
+    let payload = (16_000..17_000usize, any::<u64>()).prop_map(|(n, seed)| filled(n, seed));
+    (any::<bool>(), any::<u64>(), payload).prop_map(|(write, tag, data)| {
+        let caller = Caller { pid: tag, uid: tag as u32, gid: (tag >> 32) as u32 };
+        match write {
+            true => Frame::Call {
+                tag: Tag(tag),
+                caller,
+                call: Call::Write { fd: Fd(tag), data: data.into() },
+            },
+            false => Frame::Reply { tag: Tag(tag), response: Ok(Reply::Data(data.into())) },
+        }
+    })
+}
+
+proptest! {
+    #![proptest_config(config(300))]
+
+    /// Decoding in place agrees with decoding a copy, on valid frames and on frames whose
+    /// head (where the in-place decoder looks) has bytes overwritten or the body a byte more
+    /// or less.
+    #[test]
+    fn decoding_in_place_agrees_with_decoding_a_copy(
+        frame in arb_large_payload_frame(),
+        overwrite in vec((0..64usize, any::<u8>()), 0..3),
+        resize in prop_oneof![Just(0i8), Just(1), Just(-1)],
+    ) {
+        let mut bytes = encode(&frame);
+        for (at, byte) in overwrite {
+            bytes[LEN_PREFIX + at] = byte;
+        }
+        match resize {
+            1 => bytes.push(7),
+            -1 => { bytes.pop(); }
+            _ => {}
+        }
+        let copied = decode_body(&bytes[LEN_PREFIX..]);
+        let in_place = decode_body_in(bytes.clone(), LEN_PREFIX);
+        match (&copied, &in_place) {
+            (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
+            (Err(_), Err(_)) => {}
+            _ => prop_assert!(false, "copied {:?}, in place {:?}", copied, in_place),
+        }
+        let stream = framed(&bytes[LEN_PREFIX..]);
+        let mut reader = FrameReader::new(&stream[..], MAX_FRAME);
+        let read = reader.read_frame();
+        prop_assert_eq!(read.is_ok(), copied.is_ok());
+        if let (Ok(a), Ok(b)) = (&read, &copied) {
+            prop_assert_eq!(a, b);
+        }
     }
 }
 
