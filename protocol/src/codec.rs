@@ -146,28 +146,25 @@ fn find_payload(body: &[u8]) -> Option<(Frame, usize)> {
         }
         let mut empty = [0u8; MAX_OVERHEAD];
         empty[..head.len()].copy_from_slice(head);
-        let frame = decode_body(&empty[..head_len]).ok()?;
-        split_payload_kind(&frame).then_some((frame, head_len))
+        let mut frame = decode_body(&empty[..head_len]).ok()?;
+        trailing_payload(&mut frame).is_some().then_some((frame, head_len))
     })
 }
 
-/// Whether `frame` is of a kind [`split_payload`] splits.
-fn split_payload_kind(frame: &Frame) -> bool {
-    matches!(
-        frame,
-        Frame::Call { call: Call::Write { .. }, .. }
-            | Frame::Reply { response: Ok(Reply::Data(_)), .. }
-    )
+/// The payload of a frame of a kind [`split_payload`] splits.
+fn trailing_payload(frame: &mut Frame) -> Option<&mut Bytes> {
+    match frame {
+        Frame::Call { call: Call::Write { data, .. }, .. }
+        | Frame::Reply { response: Ok(Reply::Data(data)), .. } => Some(data),
+        _ => None,
+    }
 }
 
 /// `frame` (from [`find_payload`]) with the bytes of `buffer` from `at` on as its payload,
 /// sharing the buffer.
 fn with_payload_in(mut frame: Frame, buffer: Vec<u8>, at: usize) -> Frame {
-    let payload = Bytes::shared(&::bytes::Bytes::from(buffer), at..);
-    match &mut frame {
-        Frame::Call { call: Call::Write { data, .. }, .. }
-        | Frame::Reply { response: Ok(Reply::Data(data)), .. } => *data = payload,
-        _ => unreachable!("find_payload returns only frames split_payload splits"),
+    if let Some(payload) = trailing_payload(&mut frame) {
+        *payload = Bytes::shared(&::bytes::Bytes::from(buffer), at..);
     }
     frame
 }
