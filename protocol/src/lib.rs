@@ -3,7 +3,7 @@
 //!
 //! - [`message`]: the [`Frame`] enum and the types it carries ([`Call`], [`Reply`], ...).
 //! - [`codec`]: bytes <-> frames, with hard size limits (the only file that uses bincode).
-//! - [`handshake`]: the [`Hello`] exchange.
+//! - [`handshake`](mod@handshake): the [`Hello`] exchange.
 //!
 //! The byte layout is documented, with worked examples, in `PROTOCOL.md`.
 
