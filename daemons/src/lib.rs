@@ -13,7 +13,7 @@
 //! the binary passes a closure that hands the event to the bridge; on Redox it would write an
 //! `id = 0, a = SYS_FEVENT, b = id, c = flags` packet to the scheme socket.
 //!
-//! [`run`] is the binaries' shared `main` (stdio wire, logging); it is not scheme logic.
+//! [`run`](fn@run) is the binaries' shared `main` (stdio wire, logging); it is not scheme logic.
 #![forbid(unsafe_code)]
 
 pub mod builtin;

@@ -260,7 +260,6 @@ fn wire_step(u: &mut Unstructured<'_>) -> Result<()> {
             _ => (packet.c, packet.d),
         };
         assert_eq!((packet.id, packet.pid), (1, who.pid as usize));
-        assert!(input.is_empty() || buf.is_empty(), "an in-buffer or an out-buffer, not both");
         for given in [input, &buf[..]] {
             if !given.is_empty() {
                 let named = (given.as_ptr() as usize, given.len());
@@ -281,10 +280,9 @@ fn wire_step(u: &mut Unstructured<'_>) -> Result<()> {
             }
             _ => {}
         }
-        // Out-buffers start zeroed: the daemon writes `fill` bytes, the rest stays 0. (In-buffers
-        // are read only: a scheme gets them as `&[u8]`.)
-        // A count up to the buffer's length: bytes written into an out-buffer, or taken from an
-        // in-buffer.
+        // A count up to the buffer's length: bytes taken from an in-buffer (read only: a scheme
+        // gets it as `&[u8]`), or written into an out-buffer, which starts zeroed: the daemon
+        // writes `fill` bytes, the rest stays 0.
         let fill = u.int_in_range(0..=buf.len().max(input.len()).min(4096)).unwrap_or(0);
         let written = fill.min(buf.len());
         buf[..written].iter_mut().for_each(|b| *b = 0xa5);

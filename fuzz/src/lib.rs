@@ -172,5 +172,5 @@ fn stat(u: &mut Unstructured<'_>) -> Result<Stat> {
 /// A byte string of up to 512 bytes.
 pub fn bytes(u: &mut Unstructured<'_>) -> Result<Bytes> {
     let len = u.int_in_range(0..=512usize)?;
-    Ok(Bytes::from(u.bytes(len.min(u.len()))?.to_vec()))
+    Ok(Bytes::from(u.bytes(len.min(u.len()))?))
 }

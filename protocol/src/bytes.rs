@@ -2,7 +2,7 @@
 //! single copy) instead of a sequence of `u8` elements, so a 1 MiB payload costs one `memcpy`
 //! to encode. Its bytes may be shared with the buffer a frame arrived in (the `bytes` crate's
 //! reference-counted [`::bytes::Bytes`]), so that decoding a large payload copies nothing
-//! ([`crate::codec::decode_frame`]).
+//! ([`crate::codec::decode_body_in`]).
 
 use std::fmt;
 use std::ops::Deref;

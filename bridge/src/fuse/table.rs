@@ -7,7 +7,7 @@
 //! | lookup       | open(O_STAT\|O_NOFOLLOW), fstat, close          | entry (ENOENT: negative)       |
 //! | forget       | -                                              | drops the inode's lookups      |
 //! | getattr      | fstat(fh) or open(O_STAT), fstat, close         | attr                           |
-//! | setattr      | [open], fchmod, fchown, ftruncate, futimens, fstat, [close] | attr              |
+//! | setattr      | (open), fchmod, fchown, ftruncate, futimens, fstat, (close) | attr              |
 //! | readlink     | open(O_SYMLINK\|O_NOFOLLOW), read, close        | target                         |
 //! | mkdir        | open(O_CREAT\|O_DIRECTORY\|O_EXCL\|mode), fstat, close | entry                  |
 //! | unlink/rmdir | unlink / rmdir                                 | empty                          |
@@ -15,7 +15,7 @@
 //! | rename       | open(O_STAT\|O_NOFOLLOW), frename, close        | empty                          |
 //! | link         | open(O_STAT\|O_NOFOLLOW), flink, close, then a lookup | entry                   |
 //! | open         | open(flags)                                    | fh; streams: DIRECT_IO, NONSEEKABLE, STREAM |
-//! | read/write   | [fcntl(F_SETFL) if O_NONBLOCK changed], [lseek if the offset moved], read/write | data / count |
+//! | read/write   | (fcntl(F_SETFL) if O_NONBLOCK changed), (lseek if the offset moved), read/write | data / count |
 //! | flush        | -                                              | ok (close happens at release)  |
 //! | release      | close                                          | ok                             |
 //! | fsync        | fsync                                          | ok                             |
