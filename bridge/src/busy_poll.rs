@@ -113,12 +113,16 @@ fn watch_with<T>(
     window: Duration,
     mut look: impl FnMut() -> Option<T>,
 ) -> Option<T> {
-    if window.is_zero() || contention.backing_off() {
+    if window.is_zero() {
         return None;
     }
-    // One clock read per look: on one CPU every yield is a switch to the peer and back, and
-    // the reads showed up in the pinned pread's profile.
+    // One clock read per look, the first one shared with the back-off check: on one CPU every
+    // yield is a switch to the peer and back, and the reads showed up in the pinned pread's
+    // profile.
     let mut now = Instant::now();
+    if contention.backing_off_at(now) {
+        return None;
+    }
     let deadline = now + window;
     loop {
         if let Some(found) = look() {
@@ -129,8 +133,8 @@ fn watch_with<T>(
         }
         std::thread::yield_now(); // sched_yield(2)
         let after = Instant::now();
-        if after.duration_since(now) > CONTENDED_YIELD {
-            contention.back_off();
+        if after > now + CONTENDED_YIELD {
+            contention.back_off(after);
             return None;
         }
         now = after;
@@ -149,19 +153,26 @@ impl Contention {
         Contention { epoch: OnceLock::new(), until_ns: AtomicU64::new(0) }
     }
 
-    fn now_ns(&self) -> u64 {
-        self.epoch.get_or_init(Instant::now).elapsed().as_nanos() as u64
+    /// `at` in nanoseconds after the epoch (the first time asked about).
+    fn ns_at(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(*self.epoch.get_or_init(|| at)).as_nanos() as u64
     }
 
-    /// A yield found the CPUs busy: no polling for [`BACKOFF`].
-    fn back_off(&self) {
-        let until = self.now_ns() + BACKOFF.as_nanos() as u64;
+    /// A yield that ended `at` found the CPUs busy: no polling for [`BACKOFF`] from then.
+    fn back_off(&self, at: Instant) {
+        let until = self.ns_at(at) + BACKOFF.as_nanos() as u64;
         self.until_ns.fetch_max(until, Ordering::Relaxed);
     }
 
-    fn backing_off(&self) -> bool {
+    /// Whether polling threads block at once at `at`.
+    fn backing_off_at(&self, at: Instant) -> bool {
         let until = self.until_ns.load(Ordering::Relaxed);
-        until != 0 && self.now_ns() < until
+        until != 0 && self.ns_at(at) < until
+    }
+
+    #[cfg(test)]
+    fn backing_off(&self) -> bool {
+        self.backing_off_at(Instant::now())
     }
 }
 

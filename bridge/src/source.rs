@@ -136,7 +136,9 @@ impl Source {
             if self.nowait {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
-            waiting_since.get_or_insert_with(Instant::now);
+            if ring.gaps.is_some() {
+                waiting_since.get_or_insert_with(Instant::now);
+            }
             let window = ring.gaps.map_or(ring.window, |gaps| gaps.window(ring.window));
             let reader = &mut ring.reader;
             let found = crate::busy_poll::watch(window, || reader.has_bytes().then_some(()));

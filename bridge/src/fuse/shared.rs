@@ -152,7 +152,7 @@ impl Shared {
         call: Call,
         done: impl FnOnce(CallResult<Reply>) + Send + 'static,
     ) {
-        self.submit(scheme, caller, call, Box::new(done), Read::Now);
+        self.submit(scheme, caller, call, done, Read::Now);
     }
 
     /// Like [`Shared::call`], for a call this thread follows at once with another call to the
@@ -165,7 +165,7 @@ impl Shared {
         call: Call,
         done: impl FnOnce(CallResult<Reply>) + Send + 'static,
     ) {
-        self.submit(scheme, caller, call, Box::new(done), Read::WithNext);
+        self.submit(scheme, caller, call, done, Read::WithNext);
     }
 
     /// Sends `call` within the mount's limit on calls in flight (`EAGAIN` beyond, without
@@ -175,7 +175,7 @@ impl Shared {
         scheme: usize,
         caller: Caller,
         call: Call,
-        done: crate::Completion,
+        done: impl FnOnce(CallResult<Reply>) + Send + 'static,
         read: Read,
     ) -> Option<scheme_protocol::Tag> {
         let slot = match self.counters.request() {
@@ -185,7 +185,8 @@ impl Shared {
                 return None;
             }
         };
-        let done = Box::new(move |result| {
+        // The one box of the call's completion (the layers above pass theirs unboxed).
+        let done: crate::Completion = Box::new(move |result| {
             // The caller may see the answer and call again before `done` returns.
             let handing_on = slot.answered();
             done(result);
@@ -234,7 +235,7 @@ impl Shared {
         let next_is_waiting =
             self.schemes[scheme].answers_here && self.requests.get().is_some_and(requests_wait);
         let read = if next_is_waiting { Read::WithNext } else { Read::Now };
-        self.submit(scheme, caller, close, Box::new(|_| {}), read);
+        self.submit(scheme, caller, close, |_| {}, read);
     }
 
     /// Like [`Shared::call`], for a call that may block: FUSE request `unique` can interrupt it.
@@ -247,10 +248,10 @@ impl Shared {
         done: impl FnOnce(CallResult<Reply>) + Send + 'static,
     ) {
         let this = Arc::clone(self);
-        let done = Box::new(move |result| {
+        let done = move |result| {
             this.interrupts.finished(unique);
             done(result);
-        });
+        };
         let Some(tag) = self.submit(scheme, caller, call, done, Read::Now) else { return };
         if let Some((scheme, tag)) = self.interrupts.started(unique, scheme, tag) {
             self.cancel(scheme, tag);
