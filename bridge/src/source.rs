@@ -102,6 +102,13 @@ impl Source {
         ring.reader.arm().unwrap_or(false)
     }
 
+    /// Whether a read could find anything now: a ring that holds bytes (or has ended, or is
+    /// broken); always for a pipe, which must be read to know. A load, where a read that
+    /// finds nothing goes through every layer of the frame reader and back.
+    pub(crate) fn may_have_bytes(&self) -> bool {
+        self.ring.as_ref().is_none_or(|ring| ring.ended || ring.junk || ring.reader.has_bytes())
+    }
+
     /// The pipe, if the source is known to be one.
     pub(crate) fn pipe(&self) -> Option<BorrowedFd<'_>> {
         self.pipe.as_ref().map(AsFd::as_fd)

@@ -92,6 +92,9 @@ impl WireIn {
         events: &Events,
         own: Option<Tag>,
     ) -> Result<Taken, String> {
+        if !self.buffered() && !self.frames.get_ref().get_ref().may_have_bytes() {
+            return Ok(Taken::Nothing);
+        }
         self.frames.get_mut().get_mut().set_nowait(true);
         let taken = read_one(&mut self.frames, calls, events, own);
         self.frames.get_mut().get_mut().set_nowait(false);
