@@ -244,10 +244,28 @@ mod tests {
     }
 
     #[test]
+    fn only_a_ring_says_when_a_read_would_find_nothing() {
+        let (piped, _writer) = piped();
+        assert!(piped.may_have_bytes(), "a pipe must be read to know");
+        let (mut source, mut writer) = ringed(Duration::ZERO);
+        assert!(!source.may_have_bytes(), "an empty ring");
+        writer.write_all(b"x").unwrap();
+        assert!(source.may_have_bytes());
+        assert!(source.set_nowait(true));
+        assert_eq!(source.read(&mut [0; 8]).unwrap(), 1);
+        assert!(!source.may_have_bytes(), "read empty again");
+        drop(writer);
+        assert!(!source.arm(), "the end is found by arming");
+        assert!(source.may_have_bytes(), "so that a read reports the end");
+        assert_eq!(source.read(&mut [0; 8]).unwrap(), 0);
+    }
+
+    #[test]
     fn a_peer_filling_its_pipe_while_frames_go_through_the_rings_breaks_the_stream() {
         let (mut source, _writer, pipe) = ringed_with_pipe(Duration::ZERO);
         rustix::io::write(&pipe, &[7; 4096]).unwrap();
         assert!(!source.arm(), "no sleep: the stream is over");
+        assert!(source.may_have_bytes(), "a read reports it");
         let err = source.read(&mut [0; 8]).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }
